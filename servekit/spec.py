@@ -246,9 +246,10 @@ class Purchase(Frozen):
     @model_validator(mode="after")
     def _reservation_fields(self) -> Purchase:
         o = self.option
-        if o is PurchaseOption.CAPACITY_BLOCK:
-            if not self.reservation_id or not self.availability_zone or not self.end_date:
-                raise ValueError("capacity-block needs reservationId, availabilityZone and endDate")
+        if o is PurchaseOption.CAPACITY_BLOCK and not (
+            self.reservation_id and self.availability_zone and self.end_date
+        ):
+            raise ValueError("capacity-block needs reservationId, availabilityZone and endDate")
         if o is PurchaseOption.ODCR:
             if not (self.reservation_id or self.reservation_resource_group_arn):
                 raise ValueError("odcr needs reservationId or reservationResourceGroupArn")

@@ -8,13 +8,11 @@ Memory follows vLLM's V1 worker: KV budget per GPU = gpu_memory_utilization x GP
 - weights / TP - activation peak of the profile run - non-torch memory; CUDA graphs are
 captured afterwards, outside that budget (sizing-and-cost-facts.md §4).
 
-Latency is a roofline: a decode step streams the weights (and, for MoE, the experts the batch
-touches) and the batch's KV cache from memory, or is compute-bound, whichever is slower; a
-prefill is compute-bound. Under continuous batching at concurrency B, every request's prefill
-steals time from everyone's decode. With t_pf the prefill time, t_s the step time, O output
-tokens and X = B / e2e the request rate, e2e = t_pf + O t_s / (1 - X t_pf); substituting X
-gives the quadratic e2e^2 - (t_pf + B t_pf + O t_s) e2e + B t_pf^2 = 0 whose larger root is the
-mean end-to-end latency. Efficiency factors live in data/roofline.yaml with their sources.
+Latency is a roofline: an engine step streams the weights (for MoE, the experts its tokens
+touch) and the running sequences' KV cache, or is compute-bound, whichever is slower; vLLM V1
+puts chunked-prefill tokens into the same step as the decodes. Under a closed loop at the SLA's
+concurrency the prefill load and the step time depend on each other; ``estimate_latency``
+solves that fixed point. Efficiency factors live in data/roofline.yaml with their sources.
 """
 
 from __future__ import annotations
@@ -235,8 +233,8 @@ def _compute_tflops(gpu: GpuSpec, quant: Quantization) -> float:
     return gpu.bf16_tflops
 
 
-def _weights_read_per_step(model: ModelSpec, quant: Quantization, batch: int) -> float:
-    """Weight bytes a decode step streams: dense models read all; MoE reads the experts the batch touches."""
+def _weights_read_per_step(model: ModelSpec, quant: Quantization, tokens: float) -> float:
+    """Weight bytes a step streams: dense models read all; MoE reads the experts its tokens touch."""
     total = weight_bytes(model, quant)
     a = model.architecture
     if not a.num_experts or not a.experts_per_token or not model.active_params:
@@ -244,90 +242,114 @@ def _weights_read_per_step(model: ModelSpec, quant: Quantization, batch: int) ->
     e, k = a.num_experts, a.experts_per_token
     per_expert = (model.total_params - model.active_params) / (e - k)
     expert_params = per_expert * e
-    touched = 1 - (1 - k / e) ** batch  # share of experts at least one token in the batch routes to
+    touched = 1 - (1 - k / e) ** tokens  # share of experts at least one token routes to
     share = (model.total_params - expert_params * (1 - touched)) / model.total_params
     return total * share
 
 
-def _all_reduce_seconds(gpu: GpuSpec, tp: int, tokens: int, hidden: int, layers: int) -> float:
+def _all_reduce_seconds(gpu: GpuSpec, tp: int, tokens: float, hidden: int, layers: int) -> float:
     """Two ring all-reduces per layer of tokens x hidden bf16 activations."""
     if tp == 1:
         return 0.0
     r = roofline()
     size = tokens * hidden * 2
-    per = 2 * (tp - 1) / tp * size / (gpu.interconnect_gbps * 1e9) + r.all_reduce_latency_us[gpu.interconnect] * 1e-6
-    return 2 * layers * per
+    transfer = 2 * (tp - 1) / tp * size / (gpu.interconnect_gbps * 1e9)
+    return 2 * layers * (transfer + r.all_reduce_latency_us[gpu.interconnect] * 1e-6)
 
 
-def decode_step_seconds(
-    model: ModelSpec, gpu: GpuSpec, quant: Quantization, kv: KvCacheDtype, tp: int, batch: int, context: float
+def step_seconds(
+    model: ModelSpec, gpu: GpuSpec, quant: Quantization, kv: KvCacheDtype, tp: int, batch: int, context: float,
+    prefill_tokens: float = 0.0, prefill_context: float = 0.0,
 ) -> float:
+    """One engine step: ``batch`` decode tokens plus ``prefill_tokens`` chunked-prefill tokens.
+
+    vLLM V1 schedules prefill chunks into the same step as the running decodes, so the GEMMs
+    stream the weights once for all tokens: the step is bandwidth-bound until the tokens' compute
+    exceeds the weight read. Attention reads each running sequence's KV cache once.
+    """
     r = roofline()
     a = model.architecture
     bw = gpu.bandwidth_gbps * 1e9
-    weights = _weights_read_per_step(model, quant, batch) / tp / (bw * r.weight_stream_efficiency)
-    compute = 2 * model.params_per_token * batch / tp / (_compute_tflops(gpu, quant) * 1e12 * r.compute_efficiency)
+    tokens = batch + prefill_tokens
+    weights = _weights_read_per_step(model, quant, tokens) / tp / (bw * r.weight_stream_efficiency)
+    flops = 2 * model.params_per_token * tokens + 2 * a.num_layers * prefill_tokens * prefill_context * (
+        a.num_attention_heads * a.head_dim)
+    compute = flops / tp / (_compute_tflops(gpu, quant) * 1e12 * r.compute_efficiency)
     kv_read = batch * kv_bytes_per_sequence(model, context, kv, tp) / tp / (bw * r.kv_read_efficiency)
-    comm = _all_reduce_seconds(gpu, tp, batch, a.hidden_size, a.num_layers)
+    comm = _all_reduce_seconds(gpu, tp, tokens, a.hidden_size, a.num_layers)
     return (max(weights, compute) + kv_read + comm) * r.unmeasured_overhead
 
 
-def prefill_seconds(model: ModelSpec, gpu: GpuSpec, quant: Quantization, tp: int, tokens: float) -> float:
-    """Compute-bound prefill: 2 x params x tokens plus causal attention (2 x 2 x L x T^2 x d / 2)."""
-    r = roofline()
-    a = model.architecture
-    attn_dim = a.num_attention_heads * a.head_dim
-    flops = 2 * model.params_per_token * tokens + 2 * a.num_layers * tokens**2 * attn_dim
-    compute = flops / tp / (_compute_tflops(gpu, quant) * 1e12 * r.compute_efficiency)
-    bw = gpu.bandwidth_gbps * 1e9
-    weights = weight_bytes(model, quant) / tp / (bw * r.weight_stream_efficiency)
-    comm = _all_reduce_seconds(gpu, tp, int(tokens), a.hidden_size, a.num_layers)
-    return (max(compute, weights) + comm) * r.unmeasured_overhead
-
-
 class LatencyEstimate(Frozen):
-    prefill_seconds: float
-    decode_step_seconds: float
+    decode_step_seconds: float  # at the SLA batch, with the steady prefill load folded in
+    mean_ttft_seconds: float
     mean_e2e_seconds: float
     p95_e2e_seconds: float
     p95_ttft_seconds: float
     output_tokens_per_second: float  # per replica, at the SLA's concurrency
-
-
-def closed_loop_e2e(t_pf: float, t_step: float, batch: int, output_tokens: int) -> float:
-    """Mean end-to-end latency at a fixed concurrency (the quadratic in the module docstring)."""
-    s = t_pf + batch * t_pf + output_tokens * t_step
-    disc = s * s - 4 * batch * t_pf * t_pf
-    return (s + math.sqrt(max(disc, 0.0))) / 2
+    prefill_bound: bool  # prefill compute, not decode bandwidth, limits the request rate
 
 
 def estimate_latency(
     model: ModelSpec, gpu: GpuSpec, quant: Quantization, kv: KvCacheDtype, tp: int, batch: int,
     shape: TokenShape, batch_tokens: int, max_context: int,
 ) -> LatencyEstimate:
+    """Closed loop at ``batch`` concurrent requests (each ends, the next starts at once).
+
+    Fixed point: the request rate X = batch / e2e brings X * prompt tokens per second of prefill,
+    i.e. c = X * prompt * t_step prefill tokens in each step next to the batch's decodes; a step's
+    prefill room is batch_tokens - batch (vLLM's max_num_batched_tokens). A request waits
+    ceil(prompt / room) steps for its first token, then decodes one token per step. When the
+    prefill demand would exceed the room, the rate is capped by it (prefill-bound).
+    """
     out = shape.output_tokens
     p_mean = min(shape.prompt_mean_tokens, max_context - out)
     p95 = min(float(shape.prompt_p95_tokens), max_context - out)
-    t_pf = prefill_seconds(model, gpu, quant, tp, p_mean)
-    t_step = decode_step_seconds(model, gpu, quant, kv, tp, batch, p_mean + out / 2)
-    mean = closed_loop_e2e(t_pf, t_step, batch, out)
-    # The 95th-percentile request has a p95-length prompt: its own prefill (and its decode over a
-    # longer context) cost more, while the interference from the others stays the mean's.
-    t_pf95 = prefill_seconds(model, gpu, quant, tp, p95)
-    busy = min(batch * t_pf / mean, 0.95)  # share of time spent on prefills
-    slow_step = decode_step_seconds(model, gpu, quant, kv, tp, batch, p95 + out / 2)
-    p95_e2e = mean + (t_pf95 - t_pf) + out * (slow_step - t_step) / (1 - busy)
-    # TTFT: the prompt is prefilled in chunks of (batch tokens - running decodes), one per step.
-    chunk = max(batch_tokens - batch, 256)
-    chunks = math.ceil(p95 / chunk)
-    ttft = chunks * (t_step + prefill_seconds(model, gpu, quant, tp, min(p95, chunk))) / (1 - busy)
+    room = max(batch_tokens - batch, 1)
+    ctx_mean = p_mean + out / 2
+
+    def step(c: float, ctx: float) -> float:
+        return step_seconds(model, gpu, quant, kv, tp, batch, ctx, c, p_mean / 2)
+
+    def prefill_wait(prompt: float, ctx: float) -> float:
+        """Steps until the first token: the prompt's own chunks fill the step's prefill room."""
+        full, rest = divmod(prompt, room)
+        return full * step(room, ctx) + (step(rest, ctx) if rest else 0.0)
+
+    t = step(0.0, ctx_mean)
+    e2e = prefill_wait(p_mean, ctx_mean) + out * t
+    # Full-room steps bound the rate prefills can be served at.
+    x_cap = room / (p_mean * step(room, ctx_mean))
+    prefill_bound = False
+    for _ in range(100):
+        x = batch / e2e
+        if x > x_cap:
+            x, prefill_bound = x_cap, True
+        c = min(x * p_mean * t, room)
+        t = step(c, ctx_mean)
+        new = max(prefill_wait(p_mean, ctx_mean) + out * t, batch / x_cap)
+        if abs(new - e2e) < 1e-6 * e2e:
+            e2e = new
+            break
+        e2e = new
+    x = batch / e2e
+    c = min(x * p_mean * t, room)
+    queue = max(0.0, e2e - prefill_wait(p_mean, ctx_mean) - out * t)  # waiting for prefill room when saturated
+    ttft_mean = prefill_wait(p_mean, ctx_mean) + queue
+    # The 95th-percentile request carries a p95-length prompt: more prefill, and decode steps over
+    # a longer context; the others' load stays the mean's.
+    ctx95 = p95 + out / 2
+    t95 = step(c, ctx95)
+    ttft95 = prefill_wait(p95, ctx95) + queue
+    p95_e2e = ttft95 + out * t95
     return LatencyEstimate(
-        prefill_seconds=t_pf,
-        decode_step_seconds=t_step,
-        mean_e2e_seconds=mean,
-        p95_e2e_seconds=p95_e2e,
-        p95_ttft_seconds=min(ttft, p95_e2e),
-        output_tokens_per_second=batch * out / mean,
+        decode_step_seconds=t,
+        mean_ttft_seconds=ttft_mean,
+        mean_e2e_seconds=e2e,
+        p95_e2e_seconds=max(p95_e2e, e2e),
+        p95_ttft_seconds=ttft95,
+        output_tokens_per_second=batch * out / e2e,
+        prefill_bound=prefill_bound,
     )
 
 

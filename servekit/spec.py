@@ -14,9 +14,14 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
 
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+
+
+def to_camel(name: str) -> str:
+    """snake_case -> camelCase, capitalising only the first letter of each word (p95_e2e -> p95E2e)."""
+    head, *rest = name.split("_")
+    return head + "".join(w[:1].upper() + w[1:] for w in rest)
 
 
 class Frozen(BaseModel):

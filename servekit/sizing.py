@@ -434,7 +434,7 @@ def resolve_context(model: ModelSpec, dep: ModelDeployment, where: str = "") -> 
     ctx = dep.max_context or min(model.architecture.max_position_embeddings, DEFAULT_MAX_CONTEXT)
     if ctx > model.architecture.max_position_embeddings:
         raise UserError(
-            f"maxContext exceeds what {model.id} supports",
+            f"exceeds what {model.id} supports",
             path=f"{where}maxContext", given=ctx, allowed=f"at most {model.architecture.max_position_embeddings}",
         )
     return ctx

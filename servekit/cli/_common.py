@@ -6,14 +6,16 @@ import json
 import sys
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
+from typer._click import exceptions as click_exc  # typer vendors its own click
 
 from servekit.errors import EXIT_USAGE, ServekitError
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Wide enough that tables and explanations are not folded when output is piped or captured.
+_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def print_json(data: Any) -> None:
@@ -22,18 +24,18 @@ def print_json(data: Any) -> None:
 
 
 def run_app(app: typer.Typer, args: list[str] | None = None) -> int:
-    """Run the typer app; map our errors and click usage errors to exit codes without tracebacks."""
+    """Run the typer app; map our errors and usage errors to exit codes without tracebacks."""
     try:
         app(args=args, standalone_mode=False)
     except ServekitError as e:
-        err_console.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True, highlight=False)
         return e.exit_code
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         return 130
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except click.ClickException as e:
+    except click_exc.ClickException as e:
         e.show()
         return EXIT_USAGE if e.exit_code == 2 else e.exit_code
     return 0

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv and install servekit (editable) with its runtime dependencies. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv" >&2
+  python3 -m venv .venv
+fi
+extras="${1:-}"
+echo "==> installing servekit${extras:+[$extras]} into .venv" >&2
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}" 2>&1 \
+  | grep -v "^WARNING: Location" >&2 || true
+.venv/bin/python -c "import servekit" # fail loudly if the install did not work

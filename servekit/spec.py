@@ -439,6 +439,17 @@ class Tags(Frozen):
     data_classification: DataClassification
 
 
+class ModelStoreSpec(Frozen):
+    """The kit's S3 model store (components/model_store.py).
+
+    ``enabled: false`` means this stack has no model store: no bucket is created, and a model with
+    ``source: s3`` is refused (there would be nothing to load it from). With ``enabled: true`` (the
+    default) the bucket is created when at least one model loads from it.
+    """
+
+    enabled: bool = True
+
+
 class DeploymentSpec(Frozen):
     """The whole stack file, validated."""
 
@@ -451,6 +462,7 @@ class DeploymentSpec(Frozen):
     models: list[ModelDeployment] = Field(min_length=1)
     budget_monthly_usd: Annotated[float, Field(gt=0)] | None = None
     sla_gate: bool = True
+    model_store: ModelStoreSpec = ModelStoreSpec()
 
     @model_validator(mode="after")
     def _unique_names(self) -> DeploymentSpec:
@@ -458,6 +470,13 @@ class DeploymentSpec(Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique in a stack; repeated: {', '.join(dupes)}")
+        if not self.model_store.enabled:
+            s3 = [m.name for m in self.models if m.source is ModelSource.S3]
+            if s3:
+                raise ValueError(
+                    f"source s3 needs the model store, but modelStore.enabled is false; "
+                    f"source s3 given for: {', '.join(s3)}"
+                )
         if self.network.egress is Egress.NONE:
             hf = [m.name for m in self.models if m.source is ModelSource.HF]
             if hf:

@@ -16,13 +16,24 @@ from datetime import date
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from servekit.catalog import Catalog, default_catalog, read_yaml, validate_file
 from servekit.errors import UserError
 from servekit.sizing import Placement
-from servekit.spec import Frozen, InstanceSpec, ModelDeployment, PurchaseOption, Source
+from servekit.spec import (
+    DeploymentSpec,
+    Egress,
+    Frozen,
+    InstanceSpec,
+    ModelDeployment,
+    ModelSource,
+    PurchaseOption,
+    Source,
+)
+from servekit.workloads import profile
 
 DATA_DIR = Path(__file__).parent / "data"
 AWS_PRICES_FILE = DATA_DIR / "prices-aws.yaml"
@@ -105,6 +116,7 @@ class FixedPrices(Frozen):
 
 class Assumptions(Frozen):
     interface_endpoints: Figure
+    system_nodes: Figure
     nat_gb_per_node_month: Figure
     logs_gb_per_node_month: Figure
     logs_gb_cluster_month: Figure
@@ -121,6 +133,7 @@ class AwsPrices(Frozen):
     capacity_block: CapacityBlockPrices
     odcr_factor: Figure
     fixed: FixedPrices
+    system_instances: dict[str, Figure]
     assumptions: Assumptions
 
     @model_validator(mode="after")
@@ -144,6 +157,7 @@ class AwsPrices(Frozen):
             out += [*g.savings_plan_1y.values(), *g.savings_plan_3y.values()]
         out += list(self.capacity_block.prices)
         out += [getattr(self.fixed, n) for n in FixedPrices.model_fields]
+        out += list(self.system_instances.values())
         out += [getattr(self.assumptions, n) for n in Assumptions.model_fields]
         return out
 
@@ -305,7 +319,300 @@ def node_group_monthly_usd(placement: Placement, deployment: ModelDeployment, re
     return node_group_cost(placement, deployment, region).monthly_usd
 
 
-__all__ = [
-    "AwsPrices", "Figure", "NodeGroupCost", "NodeRate", "Payment", "aws_prices", "load_aws_prices",
-    "node_group_cost", "node_group_monthly_usd", "node_rate", "on_demand_rate",
-]
+
+
+# --------------------------------------------------------------------------- purchase rules
+
+
+def check_purchase(
+    spec: DeploymentSpec, placements: list[Placement], file: str | Path, *, catalog: Catalog | None = None,
+    today: date | None = None,
+) -> None:
+    """Refuse purchase choices that cannot work; a UserError names the stack file and the dotted path.
+
+    - spot for an SLA-gated prod model needs ``purchase.onDemandFloor >= 1`` (an interruption would
+      otherwise take away the capacity the SLA gate measured);
+    - a capacity block needs a Capacity-Block-eligible instance type, an end date still ahead, at most
+      64 instances, and - because it is one reservation in one AZ - ``spreadAcrossZones: false`` when
+      it holds more than one replica;
+    - an ODCR lives in one AZ too, so the same spreading rule applies.
+    """
+    cat = catalog or default_catalog()
+    today = today or date.today()
+    by_name = {p.name: p for p in placements}
+    for i, dep in enumerate(spec.models):
+        where = f"config.servekit:models[{i}].purchase"
+        pur = dep.purchase
+        placement = by_name.get(dep.name)
+        if pur.option is PurchaseOption.SPOT and spec.environment == "prod" and spec.sla_gate \
+                and pur.on_demand_floor < 1:
+            raise UserError(
+                f"spot is refused for {dep.name}: it is an SLA-gated prod model and a spot interruption would "
+                "remove the capacity its SLA was verified on", file=file, path=f"{where}.onDemandFloor",
+                given=pur.on_demand_floor, allowed="onDemandFloor >= 1 (replicas kept on on-demand), or a "
+                "non-spot option")
+        if placement is None:
+            continue
+        inst = cat.instances[placement.instance_type]
+        if pur.option is PurchaseOption.CAPACITY_BLOCK:
+            if not inst.capacity_block:
+                eligible = ", ".join(t for t, x in cat.instances.items() if x.capacity_block)
+                raise UserError(f"capacity blocks are not sold for {inst.type} (placed for {dep.name})",
+                                file=file, path=f"{where}.option", given=pur.option.value,
+                                allowed=f"capacity-block only on {eligible}; pin instanceType to one of them")
+            if pur.end_date is None:
+                raise UserError("a capacity block needs an end date", file=file, path=f"{where}.endDate")
+            if pur.end_date <= today:
+                raise UserError(f"the capacity block for {dep.name} has already ended", file=file,
+                                path=f"{where}.endDate", given=pur.end_date.isoformat(),
+                                allowed=f"a date after {today.isoformat()}")
+            if placement.max_nodes > 64:
+                raise UserError(f"{dep.name} needs {placement.max_nodes} nodes; a capacity block holds at most 64",
+                                file=file, path=f"{where}.option", given=pur.option.value)
+        if pur.option in (PurchaseOption.CAPACITY_BLOCK, PurchaseOption.ODCR) and dep.spread_across_zones \
+                and placement.nodes >= 2:
+            raise UserError(
+                f"{dep.name}: a {pur.option.value} is capacity in one AZ ({pur.availability_zone}), so its "
+                f"{placement.nodes} nodes cannot spread across zones",
+                file=file, path=f"config.servekit:models[{i}].spreadAcrossZones", given=True,
+                allowed="false (accept the single-AZ risk), or a purchase option not tied to one AZ")
+
+
+# --------------------------------------------------------------------------- API prices
+
+
+API_PRICES_FILE = DATA_DIR / "prices-api.yaml"
+REFERENCE_API = "gpt-4o"  # the API the field report's team was paying for
+
+
+class ApiOption(Frozen):
+    """A per-token alternative to self-hosting (an API, or a managed open-model endpoint)."""
+
+    name: str
+    kind: Literal["api", "managed"]
+    input_usd_per_million: Figure | None = None
+    output_usd_per_million: Figure | None = None
+    blended_usd_per_million: Figure | None = None
+
+    @model_validator(mode="after")
+    def _priced(self) -> ApiOption:
+        split = self.input_usd_per_million is not None and self.output_usd_per_million is not None
+        if split == (self.blended_usd_per_million is not None):
+            raise ValueError("give either inputUsdPerMillion and outputUsdPerMillion, or blendedUsdPerMillion")
+        return self
+
+    def usd_per_request(self, input_tokens: float, output_tokens: float) -> float:
+        if self.blended_usd_per_million is not None:
+            return (input_tokens + output_tokens) * self.blended_usd_per_million.value / 1e6
+        assert self.input_usd_per_million is not None and self.output_usd_per_million is not None
+        return (input_tokens * self.input_usd_per_million.value
+                + output_tokens * self.output_usd_per_million.value) / 1e6
+
+    def usd_per_million_output_tokens(self, input_tokens: float, output_tokens: float) -> float:
+        """What a million output tokens cost, carrying the input tokens that come with them."""
+        return self.usd_per_request(input_tokens, output_tokens) / output_tokens * 1e6
+
+    def price_text(self) -> str:
+        if self.blended_usd_per_million is not None:
+            return f"${self.blended_usd_per_million.value:g}/1M tokens blended{self.blended_usd_per_million.flag}"
+        assert self.input_usd_per_million is not None and self.output_usd_per_million is not None
+        return (f"${self.input_usd_per_million.value:g}/1M input + "
+                f"${self.output_usd_per_million.value:g}/1M output")
+
+
+class ApiPrices(Frozen):
+    sources: dict[str, Source]
+    options: dict[str, ApiOption]
+
+    @model_validator(mode="after")
+    def _sources_known(self) -> ApiPrices:
+        for key, o in self.options.items():
+            for f in (o.input_usd_per_million, o.output_usd_per_million, o.blended_usd_per_million):
+                if f is not None and f.source not in self.sources:
+                    raise ValueError(f"options.{key} names unknown source {f.source!r}")
+        if REFERENCE_API not in self.options:
+            raise ValueError(f"options must include {REFERENCE_API}")
+        return self
+
+
+@cache
+def api_prices(path: Path = API_PRICES_FILE) -> ApiPrices:
+    return validate_file(ApiPrices, read_yaml(path), path)
+
+
+# --------------------------------------------------------------------------- stack cost
+
+# Utilization servekit states for $/1M tokens: replicas are sized for the peak, and interactive
+# traffic averages about half its peak over a day (a peak-to-average ratio of 2, the same figure
+# `servekit tco` assumes), so a replica sized for the peak is busy about half the time.
+DEFAULT_UTILIZATION = 0.5
+GIB_IN_GB = 1024**3 / 1e9
+
+
+class CostLine(Frozen):
+    item: str
+    monthly_usd: float
+    basis: str
+    kind: Literal["node-group", "fixed"]
+    uncertain: bool
+
+
+class ModelCost(Frozen):
+    """A model's node group against the reference API, per million output tokens."""
+
+    name: str
+    model: str
+    instance_type: str
+    purchase: PurchaseOption
+    monthly_usd: float
+    sustained_output_tokens_per_second: float  # placement.output_tokens_per_second x replicas
+    usd_per_million_output_tokens: float  # at the sustainable throughput, busy every hour
+    utilization: float
+    usd_per_million_output_tokens_at_utilization: float
+    api: str
+    api_usd_per_million_output_tokens: float  # with the workload's input tokens folded in
+    break_even_utilization: float  # above this the node group beats the API (> 1: never)
+    basis: str
+
+
+class StackCost(Frozen):
+    stack: str
+    region: str
+    monthly_usd: float
+    lines: list[CostLine]
+    models: list[ModelCost]
+    budget_monthly_usd: float | None
+    over_budget: bool
+    hours_per_month: float
+
+    def cli_json(self) -> dict[str, object]:
+        """``servekit cost --json``: {stack, monthlyUsd, lines:[{item, monthlyUsd, basis}], models:[...]}."""
+        return self.to_json()
+
+
+def _fig(f: Figure, unit: str) -> str:
+    return f"${f.value:g}{unit}{f.flag}"
+
+
+def fixed_lines(spec: DeploymentSpec, placements: list[Placement], prices: AwsPrices | None = None) -> list[CostLine]:
+    """Non-GPU lines: EKS, system nodes, NAT or VPC endpoints, CloudWatch, the S3 model store."""
+    p = prices or aws_prices()
+    fx, a, h = p.fixed, p.assumptions, p.hours
+    azs = spec.network.az_count
+    region_note = "" if spec.region == "us-east-1" else f" (us-east-1 unit price used for {spec.region}, U)"
+    deps = {d.name: d for d in spec.models}
+    gpu_nodes = sum(pl.nodes for pl in placements)
+    lines: list[CostLine] = []
+
+    def add(item: str, usd: float, basis: str, uncertain: bool = True) -> None:
+        lines.append(CostLine(item=item, monthly_usd=usd, basis=basis + region_note, kind="fixed", uncertain=uncertain))
+
+    add("EKS control plane", fx.eks_control_plane_usd_per_hour.value * h,
+        f"1 cluster x {_fig(fx.eks_control_plane_usd_per_hour, '/h')} x {h:g} h (standard support)")
+    sys_nodes = int(a.system_nodes.value)
+    sys_type = spec.cluster.system_instance_type
+    sys_price = p.system_instances.get(sys_type)
+    if sys_price is None:
+        raise UserError("no price data for the system instance type", path="config.servekit:cluster.systemInstanceType",
+                        given=sys_type, allowed=", ".join(p.system_instances))
+    factor = p.region_factor(spec.region, sys_type.split(".", 1)[0])
+    lines.append(CostLine(
+        item=f"System nodes ({sys_nodes} x {sys_type})", kind="fixed", uncertain=True,
+        monthly_usd=sys_nodes * sys_price.value * factor.value * h,
+        basis=f"{sys_nodes} nodes (assumed{a.system_nodes.flag}) x {_fig(sys_price, '/h')}"
+              + (f" x {factor.value:g} {spec.region} factor{factor.flag}" if factor.value != 1 else "") + f" x {h:g} h",
+    ))
+    if spec.network.egress is Egress.NAT:
+        add(f"NAT gateways ({azs} AZs)", azs * fx.nat_gateway_usd_per_hour.value * h,
+            f"{azs} x {_fig(fx.nat_gateway_usd_per_hour, '/h')} x {h:g} h (one per AZ)")
+        hf_gb = sum(pl.nodes * pl.weights_gib * GIB_IN_GB for pl in placements
+                    if deps.get(pl.name) is not None and deps[pl.name].source is ModelSource.HF)
+        gb = gpu_nodes * a.nat_gb_per_node_month.value + hf_gb
+        add("NAT data processing", gb * fx.nat_gateway_usd_per_gb.value,
+            f"{gb:,.0f} GB x {_fig(fx.nat_gateway_usd_per_gb, '/GB')}: {gpu_nodes} GPU nodes x "
+            f"{a.nat_gb_per_node_month.value:g} GB images/updates (assumed) + {hf_gb:,.0f} GB of hf weights "
+            "(one download per node per month, assumed)")
+    else:
+        n = int(a.interface_endpoints.value)
+        add(f"Interface endpoints ({n} x {azs} AZs)", n * azs * fx.interface_endpoint_usd_per_hour_per_az.value * h,
+            f"{n} endpoints (assumed: {a.interface_endpoints.note}) x {azs} AZs x "
+            f"{_fig(fx.interface_endpoint_usd_per_hour_per_az, '/h')} x {h:g} h")
+        gb = gpu_nodes * a.nat_gb_per_node_month.value
+        add("Interface endpoint data", gb * fx.interface_endpoint_usd_per_gb.value,
+            f"{gb:,.0f} GB x {_fig(fx.interface_endpoint_usd_per_gb, '/GB')} ({gpu_nodes} GPU nodes x "
+            f"{a.nat_gb_per_node_month.value:g} GB, assumed)")
+    add("S3 gateway endpoint", fx.gateway_endpoint_usd_per_hour.value * h, "gateway endpoints have no charge")
+    log_gb = (gpu_nodes + sys_nodes) * a.logs_gb_per_node_month.value + a.logs_gb_cluster_month.value
+    stored = log_gb * a.logs_retention_months.value
+    add("CloudWatch logs", log_gb * fx.cloudwatch_logs_ingest_usd_per_gb.value
+        + stored * fx.cloudwatch_logs_storage_usd_per_gb_month.value,
+        f"{log_gb:g} GB/month ingested x {_fig(fx.cloudwatch_logs_ingest_usd_per_gb, '/GB')} + {stored:g} GB stored "
+        f"({a.logs_retention_months.value:g} months) x "
+        f"{_fig(fx.cloudwatch_logs_storage_usd_per_gb_month, '/GB-month')}; "
+        f"{a.logs_gb_per_node_month.value:g} GB per node + {a.logs_gb_cluster_month.value:g} GB control plane "
+        "(assumed)")
+    metrics = len(spec.models) * a.metrics_per_model.value
+    add("CloudWatch metrics", metrics * fx.cloudwatch_metric_usd_per_month.value,
+        f"{metrics:g} custom metrics ({a.metrics_per_model.value:g} per model, assumed) x "
+        f"{_fig(fx.cloudwatch_metric_usd_per_month, '/metric-month')}")
+    store = [(pl.name, pl.weights_gib * GIB_IN_GB) for pl in placements
+             if deps.get(pl.name) is not None and deps[pl.name].source is ModelSource.S3]
+    if store:
+        gb = sum(g for _, g in store)
+        add("S3 model store", gb * fx.s3_standard_usd_per_gb_month.value,
+            f"{gb:,.1f} GB of weights ({', '.join(f'{n} {g:,.1f} GB' for n, g in store)}) x "
+            f"{_fig(fx.s3_standard_usd_per_gb_month, '/GB-month')}")
+    return lines
+
+
+def model_cost(
+    placement: Placement, deployment: ModelDeployment, group: NodeGroupCost, *,
+    utilization: float = DEFAULT_UTILIZATION, api: str = REFERENCE_API,
+) -> ModelCost:
+    """$/1M output tokens of a node group at its sustainable throughput under the SLA, and vs the API."""
+    if not 0 < utilization <= 1:
+        raise UserError("utilization must be in (0, 1]", given=utilization)
+    shape = profile(deployment.sla.workload)
+    tokens_per_s = placement.output_tokens_per_second * placement.replicas
+    tokens_month = tokens_per_s * 3600 * aws_prices().hours
+    at_full = group.monthly_usd / tokens_month * 1e6
+    ref = api_prices().options[api]
+    api_per_m = ref.usd_per_million_output_tokens(shape.prompt_mean_tokens, shape.output_tokens)
+    return ModelCost(
+        name=placement.name, model=placement.model, instance_type=placement.instance_type,
+        purchase=deployment.purchase.option, monthly_usd=group.monthly_usd,
+        sustained_output_tokens_per_second=tokens_per_s,
+        usd_per_million_output_tokens=at_full, utilization=utilization,
+        usd_per_million_output_tokens_at_utilization=at_full / utilization,
+        api=api, api_usd_per_million_output_tokens=api_per_m,
+        break_even_utilization=at_full / api_per_m,
+        basis=(f"${group.monthly_usd:,.0f}/month / ({placement.replicas} replicas x "
+               f"{placement.output_tokens_per_second:,.0f} output tok/s at SLA batch "
+               f"{deployment.sla.concurrency_per_replica}); {ref.name} {ref.price_text()} with the "
+               f"{deployment.sla.workload.value} workload's {shape.prompt_mean_tokens:,.0f} input tokens per "
+               f"{shape.output_tokens} output tokens"),
+    )
+
+
+def stack_cost(
+    spec: DeploymentSpec, placements: list[Placement], *, utilization: float = DEFAULT_UTILIZATION,
+    payment: Payment = Payment.NO_UPFRONT, catalog: Catalog | None = None,
+) -> StackCost:
+    """Monthly cost of a stack: a line per GPU node group and per fixed item; per model $/1M output tokens."""
+    deps = {d.name: d for d in spec.models}
+    lines: list[CostLine] = []
+    models: list[ModelCost] = []
+    for pl in placements:
+        dep = deps[pl.name]
+        group = node_group_cost(pl, dep, spec.region, payment=payment, catalog=catalog)
+        lines.append(CostLine(item=f"GPU node group {pl.name} ({pl.nodes} x {pl.instance_type}, "
+                                   f"{dep.purchase.option.value})",
+                              monthly_usd=group.monthly_usd, basis=group.basis, kind="node-group",
+                              uncertain=group.uncertain))
+        models.append(model_cost(pl, dep, group, utilization=utilization))
+    lines += fixed_lines(spec, placements)
+    total = sum(line.monthly_usd for line in lines)
+    budget = spec.budget_monthly_usd
+    return StackCost(stack=spec.stack, region=spec.region, monthly_usd=total, lines=lines, models=models,
+                     budget_monthly_usd=budget, over_budget=budget is not None and total > budget,
+                     hours_per_month=aws_prices().hours)

@@ -75,7 +75,7 @@ class RunResult:
     t1: float
     warmup_complete: bool
     cpu_percent: list[float]  # once a second in the window: the busiest worker's CPU, % of one core
-    lag_max_s: list[float]  # per tick in the window: the worst worker's event-loop lag
+    loop_lag_s: list[float]  # the workers' event-loop lag probes in the window (how late a wake-up was)
     inflight_at_stop: int
     server: servermetrics.ServerWindow | None
     wall_s: float
@@ -166,7 +166,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
         elif kind == "tick":
             w.last_inflight = int(msg.get("inflight", 0))
             if phase == "window":
-                lags.append(float(msg.get("lagMax", 0.0)))
+                lags.extend(float(x) for x in msg.get("lags", ()))
         elif kind == "ready":
             w.ready = True
             try:
@@ -304,7 +304,7 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     locust_p95 = [float(v) for w in workers if (v := w.done_msg.get("locustP95E2eMs"))]
     say("done", 1.0)
     return RunResult(plan=plan, samples=samples, t0=t0, t1=t1, warmup_complete=warmup_complete, cpu_percent=cpu,
-                     lag_max_s=lags, inflight_at_stop=inflight_at_stop, server=server,
+                     loop_lag_s=lags, inflight_at_stop=inflight_at_stop, server=server,
                      wall_s=time.perf_counter() - began,
                      locust_p95_e2e_ms=max(locust_p95) if locust_p95 else None, notes=notes)
 

@@ -10,8 +10,9 @@ Locust runs as a library (``Environment`` + ``LocalRunner``) with the users of
 :mod:`loadtests.user`. Protocol, one JSON object per line:
 
 - stdout: ``{"k": "ready"}``, then ``{"k": "s", ...Sample}`` per finished request (its ``user`` is
-  the global user index), ``{"k": "tick", "t", "inflight", "lagMax"}`` twice a second (``lagMax``:
-  the worst gevent loop lag seen, a sign of a saturated client), and finally ``{"k": "done", ...}``.
+  the global user index), ``{"k": "tick", "t", "inflight", "lags"}`` twice a second (``lags``: how
+  late each 50 ms probe sleep woke up, i.e. how late a timestamp taken then would have been; a
+  saturated or CPU-throttled client shows here), and finally ``{"k": "done", ...}``.
 - stdin: ``stop <grace seconds>``: start no new request, wait for those in flight up to the grace,
   report the ones still running as ``in_flight_at_stop`` samples, quit. EOF on stdin (the
   controller died) stops without grace.
@@ -67,19 +68,19 @@ def main(argv: list[str] | None = None) -> int:
                                                     "abstract": False})
     env = Environment(user_classes=[user_cls], host=cfg.endpoint.rstrip("/"))
     runner = env.create_local_runner()
-    lag = {"max": 0.0}
+    lags: list[float] = []
 
     def lag_probe() -> None:
         while True:
             t = time.perf_counter()
             gevent.sleep(LAG_PROBE_S)
-            lag["max"] = max(lag["max"], time.perf_counter() - t - LAG_PROBE_S)
+            lags.append(round(max(0.0, time.perf_counter() - t - LAG_PROBE_S), 6))
 
     def ticker() -> None:
         while True:
             gevent.sleep(TICK_S)
-            emit({"k": "tick", "t": time.perf_counter(), "inflight": len(control.inflight), "lagMax": lag["max"]})
-            lag["max"] = 0.0
+            emit({"k": "tick", "t": time.perf_counter(), "inflight": len(control.inflight), "lags": lags[:]})
+            lags.clear()
             flush()
 
     def stop(grace: float) -> None:

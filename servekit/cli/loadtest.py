@@ -1,0 +1,161 @@
+"""``servekit loadtest``: measure a deployed model against its p95 latency SLA (or sweep for the knee).
+
+Exit codes: the verdict's (0 PASS, 1 FAIL, 4 INCONCLUSIVE, 5 INVALID, see ``loadtests.sla``), 2 for
+bad input. A sweep exits 0 when some concurrency met the SLA and 1 when none did.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from servekit.cli._common import console, err_console, print_json
+from servekit.errors import ServekitError, UserError
+from servekit.spec import SlaSpec, WorkloadProfile
+
+DEFAULT_P95_S = 3.0  # the field report's SLA, when neither --p95 nor a stack gives one
+DEFAULT_CONCURRENCY = 32  # ... and its batch size
+
+
+class VerdictNotPass(ServekitError):
+    """Carries a non-PASS verdict's exit code out through run_app (which maps ServekitError codes;
+    a typer.Exit code is lost there under standalone_mode=False)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _stack_sla(stack: str, model: str | None) -> tuple[str, SlaSpec, int, int | None]:
+    """(served model name, SLA, replicas, deployed max-num-seqs or None) of one model of a stack."""
+    if importlib.util.find_spec("servekit.stackfile") is None:
+        raise UserError("--stack is not available yet (servekit.stackfile is missing); use --endpoint and --model")
+    stackfile: Any = importlib.import_module("servekit.stackfile")
+    spec = stackfile.load_stack(stack)
+    names = [m.name for m in spec.models]
+    if model is None:
+        if len(spec.models) != 1:
+            raise UserError("the stack serves several models; choose one with --model", given=stack,
+                            allowed=", ".join(names))
+        dep = spec.models[0]
+    else:
+        found = [m for m in spec.models if m.name == model]
+        if not found:
+            raise UserError("no such model in the stack", path="--model", given=model, allowed=", ".join(names))
+        dep = found[0]
+    max_num_seqs = None
+    try:  # the deployed batch cap, for the sweep's comparison; optional
+        resolved = stackfile.resolve_stack(stack)
+        max_num_seqs = next((p.max_num_seqs for p in resolved.placements if p.name == dep.name), None)
+    except Exception:
+        max_num_seqs = None
+    return dep.name, dep.sla, dep.replicas, max_num_seqs
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("loadtest")
+    def loadtest(
+        endpoint: Annotated[str | None, typer.Option("--endpoint", help="Base URL of the OpenAI-compatible server.")]
+        = None,
+        model: Annotated[str | None, typer.Option("--model", help="Served model name (with --stack: which model).")]
+        = None,
+        stack: Annotated[str | None, typer.Option("--stack", "-s", help="Read the SLA from this stack.")] = None,
+        concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="Requests in flight "
+                                                        "(default: SLA batch size x replicas).")] = None,
+        p95: Annotated[float | None, typer.Option("--p95", min=0.001, help="p95 end-to-end SLA, seconds.")] = None,
+        p95_ttft: Annotated[float | None, typer.Option("--p95-ttft", min=0.001, help="p95 TTFT SLA, seconds.")]
+        = None,
+        max_error_rate: Annotated[float | None, typer.Option("--max-error-rate", min=0.0, max=1.0)] = None,
+        duration: Annotated[float, typer.Option("--duration", min=1.0, help="Measurement window, seconds.")] = 60.0,
+        warmup_waves: Annotated[int, typer.Option("--warmup-waves", min=1, help="Requests per user excluded first.")]
+        = 1,
+        workload: Annotated[WorkloadProfile | None, typer.Option("--workload", help="Token-shape profile.")] = None,
+        max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Output tokens per request.")]
+        = None,
+        completions: Annotated[bool, typer.Option("--completions", help="Use /v1/completions, not chat.")] = False,
+        timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Per-request timeout, seconds "
+                                                      "(default max(60, 4 x p95)).")] = None,
+        processes: Annotated[int, typer.Option("--processes", min=1, help="Locust processes (one per core).")] = 1,
+        sweep: Annotated[bool, typer.Option("--sweep", help="Step concurrency 1, 2, 4, ... to find the knee.")]
+        = False,
+        sweep_cap: Annotated[int | None, typer.Option("--sweep-cap", min=1, help="Largest sweep step "
+                                                      "(default 4 x concurrency).")] = None,
+        target_rps: Annotated[float | None, typer.Option("--target-rps", min=0.0, help="Sweep: replicas needed "
+                                                         "for this request rate.")] = None,
+        json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here ('-': stdout).")]
+        = None,
+        markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown report here.")] = None,
+        html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report with the plot here.")]
+        = None,
+    ) -> None:
+        """Load-test an endpoint with Locust and judge its p95 latency SLA (PASS/FAIL/INCONCLUSIVE/INVALID)."""
+        from loadtests.config import LoadConfig
+        from loadtests.reports import write_report, write_sweep
+        from loadtests.runner import RunPlan, run
+        from loadtests.sla import SlaTarget, evaluate, to_markdown
+        from loadtests.sweep import sweep as run_sweep
+        from loadtests.sweep import to_markdown as sweep_markdown
+
+        replicas, max_num_seqs = 1, None
+        sla: SlaSpec | None = None
+        if stack is not None:
+            model, sla, replicas, max_num_seqs = _stack_sla(stack, model)
+            if endpoint is None:
+                raise UserError("--stack needs --endpoint as well (the stack's endpoint output is not read yet)")
+        elif endpoint is None or model is None:
+            raise UserError("give --endpoint URL and --model NAME, or --stack S")
+        if not endpoint.startswith(("http://", "https://")):
+            raise UserError("the endpoint must be an http(s) URL", path="--endpoint", given=endpoint)
+        p95_s = p95 if p95 is not None else (sla.p95_e2e_seconds if sla else DEFAULT_P95_S)
+        ttft_s = p95_ttft if p95_ttft is not None else (sla.p95_ttft_seconds if sla else None)
+        conc = concurrency or ((sla.concurrency_per_replica * replicas) if sla else DEFAULT_CONCURRENCY)
+        err_rate = max_error_rate if max_error_rate is not None else (sla.max_error_rate if sla else 0.01)
+        prof = workload or (sla.workload if sla else WorkloadProfile.CHAT)
+        if ttft_s is not None and ttft_s > p95_s:
+            raise UserError("the TTFT SLA cannot exceed the end-to-end SLA", path="--p95-ttft", given=ttft_s)
+        load = LoadConfig(endpoint=endpoint, model=model, concurrency=conc, workload=prof, chat=not completions,
+                          max_tokens=max_tokens, request_timeout_s=timeout or max(60.0, 4 * p95_s))
+        target = SlaTarget(p95_e2e_s=p95_s, p95_ttft_s=ttft_s, concurrency=conc, max_error_rate=err_rate)
+        to_stdout = json_out is not None and str(json_out) == "-"
+        json_path = None if to_stdout else json_out
+
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console,
+                      transient=True) as bar:
+            task = bar.add_task("starting", total=1.0)
+
+            def progress(msg: str, frac: float) -> None:
+                bar.update(task, description=msg, completed=min(max(frac, 0.0), 1.0))
+
+            if sweep:
+                result = run_sweep(load, target, duration_s=duration, cap=sweep_cap or 4 * conc, replicas=replicas,
+                                   warmup_waves=warmup_waves, processes=processes, target_rps=target_rps,
+                                   max_num_seqs=max_num_seqs, progress=progress)
+            else:
+                report = evaluate(run(RunPlan(load=load, duration_s=duration, warmup_waves=warmup_waves,
+                                              processes=processes), progress), target)
+        if sweep:
+            write_sweep(result, json_path=json_path, markdown_path=markdown_out, html_path=html_out)
+            if to_stdout:
+                print_json(result.to_json())
+            else:
+                console.print(sweep_markdown(result), markup=False, soft_wrap=True)
+            if result.knee is None:
+                raise VerdictNotPass("sweep: no concurrency met the SLA", 1)
+            return
+        write_report(report, json_path=json_path, markdown_path=markdown_out, html_path=html_out,
+                     title=f"SLA load test: {model}")
+        if to_stdout:
+            print_json(report.to_json())
+        else:
+            console.print(to_markdown(report, f"SLA load test: {model}"), markup=False, soft_wrap=True)
+            if json_path is not None:
+                err_console.print(f"wrote {json_path}", markup=False)
+        if report.exit_code != 0:
+            raise VerdictNotPass(f"SLA verdict {report.verdict.value} (exit {report.exit_code})", report.exit_code)
+

@@ -139,8 +139,8 @@ def advise(inp: AdviceInput, catalog: Catalog | None = None) -> Advice:
         ex = quality["extraction"]
         ev2.append(f"report, extraction: Llama 3.1 70B {ex['llama-3.1-70b']:g}% vs GPT-4o {ex['gpt-4o']:g}%, "
                    f"Phi-3.5 14B {ex['phi-3.5-14b']:g}%")
-        managed = api_prices().options["managed-open"]
-        ev2.append(f"managed endpoint {managed.price_text()}"
+        endpoint = api_prices().options["managed-open"]
+        ev2.append(f"managed endpoint {endpoint.price_text()}"
                    + (f": ${_api_usd(tco_for('llama-3.1-70b-instruct'), 'managed-open'):,.0f}/month at this volume"
                       if volume else ""))
     rules.append(RuleResult(id=2, question="Is the task well-constrained and structured?", answer=_yn(structured),
@@ -214,11 +214,11 @@ def advise(inp: AdviceInput, catalog: Catalog | None = None) -> Advice:
                "below the spend threshold a managed custom deployment avoids the ops cost"))
     elif by_id[4].answer == "yes":
         decided = 4
-        managed = _api_usd(tco_for("llama-3.1-70b-instruct"), "managed-open") if volume else None
-        if structured and managed is not None and hosted_usd is not None and managed < hosted_usd:
+        managed_usd = _api_usd(tco_for("llama-3.1-70b-instruct"), "managed-open") if volume else None
+        if structured and managed_usd is not None and hosted_usd is not None and managed_usd < hosted_usd:
             rec = "managed open-model endpoint"
             why = (f"API spend is past the report's threshold, but for a structured task the kit prices the managed "
-                   f"endpoint at ${managed:,.0f}/month against ${hosted_usd:,.0f} for self-hosting")
+                   f"endpoint at ${managed_usd:,.0f}/month against ${hosted_usd:,.0f} for self-hosting")
         elif kit_agrees is False:
             rec = "stay on the API for now"
             why = (f"the report's threshold is passed, but the kit prices self-hosting at ${hosted_usd:,.0f}/month "

@@ -7,13 +7,33 @@ computed by calling the code under test, so a wrong formula or a wrong lookup fa
 
 from __future__ import annotations
 
+import functools
+import json
+import math
+from datetime import date
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
 
 from servekit.catalog import default_catalog
-from servekit.cost import Payment, aws_prices, node_group_cost, node_group_monthly_usd, node_rate
+from servekit.cli import app
+from servekit.cli import cost as cli_cost
+from servekit.cli._common import run_app
+from servekit.cost import (
+    Payment,
+    aws_prices,
+    check_purchase,
+    node_group_cost,
+    node_group_monthly_usd,
+    node_rate,
+    stack_cost,
+)
 from servekit.errors import UserError
 from servekit.sizing import Placement, place
-from servekit.spec import ModelDeployment, PurchaseOption
+from servekit.spec import DeploymentSpec, ModelDeployment, PurchaseOption
+from servekit.stackfile import resolve_stack, spec_from_config
 
 HOURS = 730
 
@@ -96,3 +116,145 @@ def test_every_figure_is_dated_and_sourced() -> None:
     for f in figures:
         assert f.source in prices.sources
         assert f.date.year >= 2024
+
+
+# --------------------------------------------------------------------------- stack cost
+
+
+def _spec_and_placements(models: list[dict[str, Any]], *, egress: str = "nat", az_count: int = 2,
+                         environment: str = "dev", sla_gate: bool = True,
+                         budget: float | None = None) -> tuple[DeploymentSpec, list[Placement]]:
+    """Spec and placements built without stackfile.place_all, so the purchase rules are tested on their own."""
+    config: dict[str, Any] = {
+        "aws:region": "us-east-1", "servekit:environment": environment, "servekit:slaGate": sla_gate,
+        "servekit:tags": {"owner": "t@example.com", "costCenter": "cc-1", "dataClassification": "internal"},
+        "servekit:network": {"azCount": az_count, "egress": egress}, "servekit:models": models,
+    }
+    if budget is not None:
+        config["servekit:budgetMonthlyUsd"] = budget
+    spec = spec_from_config(config, "t", file="stacks/Pulumi.t.yaml")
+    return spec, [place(d, default_catalog()) for d in spec.models]
+
+
+SMALL = {"name": "chat", "model": "llama-3.1-8b-instruct", "instanceType": "g6e.xlarge", "replicas": 1,
+         "sla": {"p95E2eSeconds": 30, "concurrencyPerReplica": 8, "workload": "chat"}}
+
+
+def test_stack_cost_lines_nat() -> None:
+    spec, placements = _spec_and_placements([SMALL])
+    cost = stack_cost(spec, placements)
+    lines = {line.item: line.monthly_usd for line in cost.lines}
+    [p] = placements
+    weights_gb = p.weights_gib * 1024**3 / 1e9  # hf weights pulled through NAT once per node
+    expected = {
+        "GPU node group chat (1 x g6e.xlarge, on-demand)": 1.861 * 730,
+        "EKS control plane": 0.10 * 730,
+        "System nodes (2 x m7i.large)": 2 * 0.1008 * 730,
+        "NAT gateways (2 AZs)": 2 * 0.045 * 730,
+        "NAT data processing": (1 * 20 + weights_gb) * 0.045,
+        "S3 gateway endpoint": 0.0,
+        # (1 GPU + 2 system nodes) x 5 GB + 10 GB = 25 GB ingested at $0.50, 75 GB stored at $0.03
+        "CloudWatch logs": 25 * 0.50 + 75 * 0.03,
+        "CloudWatch metrics": 40 * 0.30,
+    }
+    assert lines.keys() == expected.keys()
+    for item, usd in expected.items():
+        assert lines[item] == pytest.approx(usd), item
+    assert cost.monthly_usd == pytest.approx(sum(expected.values()))
+    assert not cost.over_budget
+
+
+def test_stack_cost_lines_no_egress_with_model_store() -> None:
+    spec, placements = _spec_and_placements([{**SMALL, "source": "s3"}], egress="none", az_count=3)
+    lines = {line.item: line.monthly_usd for line in stack_cost(spec, placements).lines}
+    [p] = placements
+    assert "NAT gateways (3 AZs)" not in lines
+    assert lines["Interface endpoints (8 x 3 AZs)"] == pytest.approx(8 * 3 * 0.01 * 730)
+    assert lines["Interface endpoint data"] == pytest.approx(20 * 0.01)
+    assert lines["S3 model store"] == pytest.approx(p.weights_gib * 1024**3 / 1e9 * 0.023)
+
+
+def test_usd_per_million_tokens_and_break_even_utilization() -> None:
+    spec, placements = _spec_and_placements([SMALL])
+    [m] = stack_cost(spec, placements).models
+    [p] = placements
+    monthly = 1.861 * 730
+    tokens = p.output_tokens_per_second * 1 * 3600 * 730  # one replica, busy every hour
+    assert m.usd_per_million_output_tokens == pytest.approx(monthly / tokens * 1e6)
+    assert m.usd_per_million_output_tokens_at_utilization == pytest.approx(monthly / tokens * 1e6 / 0.5)
+    # GPT-4o with the chat profile's mean prompt: median 1000, p95 2500 (log-normal)
+    sigma = math.log(2500 / 1000) / 1.6448536269514722
+    mean_in = 1000 * math.exp(sigma**2 / 2)
+    api = (2.5 * mean_in + 10 * 256) / 256
+    assert m.api_usd_per_million_output_tokens == pytest.approx(api)
+    assert m.break_even_utilization == pytest.approx(monthly / tokens * 1e6 / api)
+
+
+# --------------------------------------------------------------------------- purchase rules
+
+
+def test_spot_refused_for_sla_gated_prod_without_floor() -> None:
+    spot = {**SMALL, "replicas": 2, "purchase": {"option": "spot"}}
+    spec, placements = _spec_and_placements([spot], environment="prod")
+    with pytest.raises(UserError) as e:
+        check_purchase(spec, placements, "stacks/Pulumi.t.yaml")
+    text = str(e.value)
+    assert text.startswith("stacks/Pulumi.t.yaml: config.servekit:models[0].purchase.onDemandFloor: spot is refused")
+    # allowed: a floor, a non-prod stack, or no SLA gate
+    floor = {**spot, "purchase": {"option": "spot", "onDemandFloor": 1}}
+    check_purchase(*_spec_and_placements([floor], environment="prod"), "f")
+    check_purchase(*_spec_and_placements([spot], environment="dev"), "f")
+    check_purchase(*_spec_and_placements([spot], environment="prod", sla_gate=False), "f")
+
+
+def _block(instance: str, end: str, **more: object) -> dict[str, Any]:
+    return {**SMALL, "instanceType": instance, "spreadAcrossZones": False, **more,
+            "purchase": {"option": "capacity-block", "reservationId": "cr-0123456789abcdef0",
+                         "availabilityZone": "us-east-1a", "endDate": end}}
+
+
+def test_capacity_block_rules() -> None:
+    today = date(2026, 11, 27)
+    ok = _spec_and_placements([_block("p5.4xlarge", "2026-12-20")])
+    check_purchase(*ok, "f", today=today)
+    with pytest.raises(UserError, match=r"purchase.option: capacity blocks are not sold for g6e.xlarge"):
+        check_purchase(*_spec_and_placements([_block("g6e.xlarge", "2026-12-20")]), "f", today=today)
+    with pytest.raises(UserError, match=r"purchase.endDate: the capacity block for chat has already ended"):
+        check_purchase(*_spec_and_placements([_block("p5.4xlarge", "2026-11-01")]), "f", today=today)
+    spread = _block("p5.4xlarge", "2026-12-20", spreadAcrossZones=True, replicas=2)
+    with pytest.raises(UserError, match=r"spreadAcrossZones: chat: a capacity-block is capacity in one AZ"):
+        check_purchase(*_spec_and_placements([spread]), "f", today=today)
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _use_stacks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, budget: float) -> None:
+    cfg = {"config": {
+        "aws:region": "us-east-1",
+        "servekit:tags": {"owner": "t@example.com", "costCenter": "cc-1", "dataClassification": "internal"},
+        "servekit:network": {"azCount": 2, "egress": "nat"},
+        "servekit:budgetMonthlyUsd": budget, "servekit:models": [SMALL],
+    }}
+    (tmp_path / "Pulumi.b.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.setattr(cli_cost, "resolve_stack", functools.partial(resolve_stack, stacks_dir=tmp_path))
+
+
+def test_cost_json_shape(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _use_stacks(monkeypatch, tmp_path, budget=100_000)
+    assert run_app(app, ["cost", "--stack", "b", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["stack"] == "b"
+    assert out["monthlyUsd"] == pytest.approx(sum(line["monthlyUsd"] for line in out["lines"]))
+    assert all({"item", "monthlyUsd", "basis"} <= line.keys() for line in out["lines"])
+    assert [m["name"] for m in out["models"]] == ["chat"]
+    assert out["models"][0]["usdPerMillionOutputTokens"] > 0
+
+
+def test_budget_breach_exits_1_with_one_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    _use_stacks(monkeypatch, tmp_path, budget=1000)  # the g6e.xlarge alone is 1.861 x 730 = $1,358/month
+    assert run_app(app, ["cost", "--stack", "b"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1
+    assert "exceeds the budget of $1,000/month" in err[0] and "config.servekit:budgetMonthlyUsd" in err[0]

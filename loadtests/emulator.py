@@ -89,7 +89,7 @@ class Faults:
     truncate_rate: float = 0.0  # the HTTP body ends cleanly but without finish_reason, usage or [DONE]
     error_event_rate: float = 0.0  # ``event: error`` with an error object mid-stream, then [DONE]
     wrong_finish_rate: float = 0.0  # ends early with finish_reason "stop" although ignore_eos was sent
-    refuse_rate: float = 0.0  # the connection is reset right after accept
+    refuse_rate: float = 0.0  # the connection is reset on accept, or instead of answering a request
     slow_start_s: float = 0.0  # for this long after the server starts, requests are slowed ...
     slow_start_factor: float = 5.0  # ... by this factor on TTFT and every token delay
     after_tokens: int = 3  # where mid-stream faults strike
@@ -202,6 +202,10 @@ class Emulator:
                 try:
                     head = await reader.readuntil(b"\r\n\r\n")
                 except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                if self.config.faults.refuse_rate and self.rng.random() < self.config.faults.refuse_rate:
+                    # Keep-alive clients rarely reconnect, so the reset also strikes requests.
+                    writer.transport.abort()
                     return
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = [*lines[0].split(" "), "", ""][:3]

@@ -99,11 +99,12 @@ class _Worker:
 
 
 def _reader(i: int, stream: IO[bytes], q: queue.Queue[tuple[int, dict[str, Any] | None]]) -> None:
-    for line in stream:
-        try:
-            q.put((i, json.loads(line)))
-        except ValueError:
-            continue
+    with stream:
+        for line in stream:
+            try:
+                q.put((i, json.loads(line)))
+            except ValueError:
+                continue
     q.put((i, None))
 
 

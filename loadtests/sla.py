@@ -28,7 +28,7 @@ and ``P(X(l) <= xi <= X(u)) = P(l <= B <= u - 1) = F(u - 1) - F(l - 1)`` with ``
 Binomial(n, q) CDF. We take ``l`` = the largest rank with ``F(l - 1) <= alpha/2`` and ``u`` = the
 smallest rank with ``F(u - 1) >= 1 - alpha/2``, so each tail holds at most alpha/2 and the
 coverage is at least ``1 - alpha`` (exact, conservative for discrete data). When no such rank
-exists within 1..n the bound is open (None): with fewer than 73 samples the upper bound of p95's
+exists within 1..n the bound is open (None): with fewer than 72 samples the upper bound of p95's
 95% CI does not exist, so such a run can FAIL but never PASS. For large n the ranks approach
 ``n*q -/+ 1.96*sqrt(n*q*(1-q))``.
 """

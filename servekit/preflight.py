@@ -16,25 +16,30 @@ Checks, in order:
                     placed on a Capacity-Block-eligible type (only when a duration is asked for).
 7. ``eks-version``  eks DescribeClusterVersions: the stack's Kubernetes version is offered (extended
                     support costs 6x the control-plane rate: a warning).
+8. ``prices``       optional: pricing GetProducts for the stack's instance types; writes a dated price file
+                    and warns where the live price differs from the kit's by more than 5%.
 
 Every client honours ``AWS_ENDPOINT_URL`` (tests point them at moto on 127.0.0.1).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import boto3
 import botocore.exceptions
+import yaml
 from botocore.config import Config
 
 from servekit.catalog import Catalog, default_catalog
-from servekit.cost import on_demand_floor_nodes
+from servekit.cost import on_demand_floor_nodes, on_demand_rate
 from servekit.errors import EnvironmentMissing
 from servekit.regions import availability_zones
 from servekit.sizing import Placement
@@ -85,6 +90,7 @@ class Clients:
     quotas: Any
     eks: Any
     capacity: Any = None
+    pricing: Any = None
 
     def __post_init__(self) -> None:
         if self.capacity is None:
@@ -104,7 +110,9 @@ def make_clients(region: str) -> Clients:
     def client(name: str) -> Any:
         return session.client(name, region_name=region, endpoint_url=endpoint, config=cfg)
 
-    return Clients(sts=client("sts"), ec2=client("ec2"), quotas=client("service-quotas"), eks=client("eks"))
+    pricing = session.client("pricing", region_name=PRICE_API_REGION, endpoint_url=endpoint, config=cfg)
+    return Clients(sts=client("sts"), ec2=client("ec2"), quotas=client("service-quotas"), eks=client("eks"),
+                   pricing=pricing)
 
 
 def _error_code(e: botocore.exceptions.ClientError) -> str:
@@ -405,7 +413,7 @@ def check_eks_version(eks: Any, version: str) -> Check:
 def run_preflight(
     spec: DeploymentSpec, placements: list[Placement], clients: Clients, *, block_hours: int | None = None,
     today: date | None = None, window_days: int = DEFAULT_WINDOW_DAYS, catalog: Catalog | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, price_file: Path | None = None,
 ) -> PreflightReport:
     today = today or datetime.now(UTC).date()
     step = progress or (lambda _msg: None)
@@ -429,6 +437,9 @@ def run_preflight(
                                                  catalog=catalog)
     step("EKS version")
     checks.append(check_eks_version(clients.eks, spec.cluster.version))
+    if price_file is not None:
+        step("live prices")
+        checks += refresh_prices(clients.pricing, spec, placements, price_file, today=today, catalog=catalog)
     return PreflightReport(stack=spec.stack, region=spec.region, account=account, checks=checks)
 
 
@@ -438,3 +449,83 @@ def block_hours_for(days: int) -> int:
         raise ValueError(f"{days} days is not a Capacity Block duration (1-14, or a multiple of 7 up to 182)")
     return days * 24
 
+
+
+# --------------------------------------------------------------------------- live price refresh
+
+PRICE_API_REGION = "us-east-1"  # the Price List query API is served from us-east-1 (and a few others)
+PRICE_DRIFT_WARN = 0.05
+
+
+def _on_demand_usd(product_json: str) -> float | None:
+    """The hourly USD of an on-demand price-list product (one SKU, one term, one dimension)."""
+    doc = json.loads(product_json)
+    for term in doc.get("terms", {}).get("OnDemand", {}).values():
+        for dim in term.get("priceDimensions", {}).values():
+            if dim.get("unit") in ("Hrs", "Hours"):
+                usd = float(dim.get("pricePerUnit", {}).get("USD", "nan"))
+                if usd > 0:
+                    return usd
+    return None
+
+
+def live_on_demand_prices(pricing: Any, region: str, instance_types: list[str]) -> dict[str, float]:
+    """Linux, shared-tenancy, no-pre-installed-software on-demand $/h per instance type (Price List API)."""
+    out: dict[str, float] = {}
+    for itype in instance_types:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"ServiceCode": "AmazonEC2", "FormatVersion": "aws_v1", "MaxResults": 100,
+                                      "Filters": [
+                {"Type": "TERM_MATCH", "Field": "instanceType", "Value": itype},
+                {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
+                {"Type": "TERM_MATCH", "Field": "operatingSystem", "Value": "Linux"},
+                {"Type": "TERM_MATCH", "Field": "tenancy", "Value": "Shared"},
+                {"Type": "TERM_MATCH", "Field": "preInstalledSw", "Value": "NA"},
+                {"Type": "TERM_MATCH", "Field": "capacitystatus", "Value": "Used"},
+            ]}
+            if token:
+                kwargs["NextToken"] = token
+            resp = pricing.get_products(**kwargs)
+            for product in resp.get("PriceList", []):
+                usd = _on_demand_usd(product)
+                if usd is not None:
+                    out[itype] = min(usd, out.get(itype, usd))
+            token = resp.get("NextToken")
+            if not token:
+                break
+    return out
+
+
+def refresh_prices(pricing: Any, spec: DeploymentSpec, placements: list[Placement], path: Path, *, today: date,
+                   catalog: Catalog | None = None) -> list[Check]:
+    """Write a dated price file for the stack's instance types and compare with what the kit assumes."""
+    cat = catalog or default_catalog()
+    types = sorted({p.instance_type for p in placements})
+    live = live_on_demand_prices(pricing, spec.region, types)
+    doc = {
+        "source": {"url": "AWS Price List Query API, pricing:GetProducts (AmazonEC2, Linux, Shared, Used)",
+                   "retrieved": today.isoformat(),
+                   "note": "written by `servekit preflight --refresh-prices`; review, then update instances.yaml "
+                           "or prices-aws.yaml (the kit reads prices only from those)"},
+        "region": spec.region,
+        "onDemandUsdPerHour": {t: live[t] for t in types if t in live},
+    }
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out: list[Check] = []
+    for t in types:
+        inst = cat.instances[t]
+        if t not in live:
+            out.append(Check(id="prices", subject=t, status="warn",
+                             message=f"the Price List API returned no on-demand Linux price for {t} in {spec.region}"))
+            continue
+        if inst.on_demand_usd_per_hour is None:
+            out.append(Check(id="prices", subject=t, status="warn",
+                             message=f"live on-demand ${live[t]:g}/h; the kit has no on-demand price for {t}"))
+            continue
+        kit = on_demand_rate(inst, spec.region).usd_per_hour
+        drift = live[t] / kit - 1
+        status: Status = "warn" if abs(drift) > PRICE_DRIFT_WARN else "pass"
+        out.append(Check(id="prices", subject=t, status=status,
+                         message=f"live ${live[t]:g}/h vs the kit's ${kit:g}/h ({drift:+.1%}); written to {path}"))
+    return out

@@ -11,6 +11,7 @@ reference (p4de.24xlarge has 96 vCPUs, g6.xlarge 4, m7i.large 2) in the comments
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from servekit.preflight import (
     check_reservations,
     make_clients,
     quota_needs,
+    refresh_prices,
 )
 from servekit.stackfile import ResolvedStack, resolve_stack
 
@@ -297,3 +299,30 @@ def test_cli_without_credentials_exits_3(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(cli_preflight, "resolve_stack", functools.partial(resolve_stack, stacks_dir=tmp_path))
     assert run_app(app, ["preflight", "--stack", "nocreds"]) == 3
     assert "no AWS credentials found" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ live prices (Stubber: moto has no Pricing API)
+
+
+def _price_list(itype: str, usd: str) -> str:
+    """One product as the Price List API returns it: a JSON string per SKU."""
+    return json.dumps({
+        "product": {"sku": "ABC", "attributes": {"instanceType": itype, "regionCode": REGION}},
+        "terms": {"OnDemand": {"ABC.JRTCKXETXF": {"priceDimensions": {"ABC.JRTCKXETXF.6YS6EN2CT7": {
+            "unit": "Hrs", "pricePerUnit": {"USD": usd}, "description": f"${usd} per On Demand Linux {itype}"}}}}},
+    })
+
+
+def test_refresh_prices_writes_a_dated_file_and_flags_drift(tmp_path: Path) -> None:
+    s = _stack(tmp_path, "p", [P4DE])
+    pricing = boto3.client("pricing", region_name="us-east-1")
+    out = tmp_path / "prices-live.yaml"
+    with Stubber(pricing) as st:
+        # 10% above the kit's $27.44705/h -> a warning
+        st.add_response("get_products", {"PriceList": [_price_list("p4de.24xlarge", "30.1917550000")],
+                                         "FormatVersion": "aws_v1"})
+        [c] = refresh_prices(pricing, s.spec, s.placements, out, today=TODAY)
+    assert c.status == "warn" and "+10.0%" in c.message
+    written = yaml.safe_load(out.read_text())
+    assert written["source"]["retrieved"] == "2026-11-27"
+    assert written["onDemandUsdPerHour"] == {"p4de.24xlarge": pytest.approx(30.191755)}

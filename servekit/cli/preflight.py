@@ -7,6 +7,7 @@ check on stderr; 2 bad stack file or flags; 3 no usable AWS credentials (or AWS 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,6 +36,9 @@ def preflight(
         help="Also list Capacity Block offerings of this many days for models on eligible types.")] = None,
     window_days: Annotated[int, typer.Option(
         min=1, help="An ODCR must not end within this many days.")] = DEFAULT_WINDOW_DAYS,
+    refresh_prices: Annotated[Path | None, typer.Option(
+        "--refresh-prices", help="Also read live on-demand prices (Price List API) and write them, dated, to "
+        "this YAML file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Check the AWS account for the stack: identity, region, offerings, vCPU quotas, reservations, EKS version.
@@ -51,7 +55,8 @@ def preflight(
     clients = make_clients(resolved.spec.region)
     with err_console.status("preflight") as status:
         report = run_preflight(resolved.spec, resolved.placements, clients, block_hours=hours,
-                               window_days=window_days, progress=lambda s: status.update(f"preflight: {s}"))
+                               window_days=window_days, progress=lambda s: status.update(f"preflight: {s}"),
+                               price_file=refresh_prices)
     if as_json:
         print_json(report.to_json())
     else:

@@ -569,7 +569,8 @@ class VllmService(pulumi.ComponentResource):
         )
         np.NetworkPolicy(
             f"{name}-default-deny", metadata=meta("default-deny"),
-            spec=np.NetworkPolicySpecArgs(pod_selector=selector({}), policy_types=["Ingress", "Egress"]),
+            spec=np.NetworkPolicySpecArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(),  # every pod
+                                          policy_types=["Ingress", "Egress"]),
             opts=child,
         )
         # Weights and adapters: S3 (gateway endpoint -> S3's public addresses) or the hub, both on 443.
@@ -590,7 +591,7 @@ class VllmService(pulumi.ComponentResource):
                 ingress=[np.NetworkPolicyIngressRuleArgs(
                     from_=[
                         np.NetworkPolicyPeerArgs(namespace_selector=selector({"servekit.io/client": "true"})),
-                        np.NetworkPolicyPeerArgs(namespace_selector=selector({}),
+                        np.NetworkPolicyPeerArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(),
                                                  pod_selector=selector({"servekit.io/role": "sla-gate"})),
                         np.NetworkPolicyPeerArgs(namespace_selector=selector(
                             {"kubernetes.io/metadata.name": args.monitoring_namespace})),

@@ -339,8 +339,8 @@ def test_s3_pods_read_only_their_own_prefix(built: dict[str, list[Recorded]]) ->
     doc = json.loads(pol.inputs["policy"])
     actions = {a for s in doc["Statement"] for a in s["Action"]}
     assert actions == {"s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion", "kms:Decrypt"}
-    get = [s for s in doc["Statement"] if "s3:GetObject" in s["Action"]][0]
-    assert get["Resource"] == [f"arn:aws:s3:::servekit-regulated-models-0a1b2c/models/Qwen/Qwen2.5-32B-Instruct/main/*"]
+    get = next(s for s in doc["Statement"] if "s3:GetObject" in s["Action"])
+    assert get["Resource"] == ["arn:aws:s3:::servekit-regulated-models-0a1b2c/models/Qwen/Qwen2.5-32B-Instruct/main/*"]
     # hf-source stacks give their pods no AWS role at all
     assert not of_type(built["dev"], "aws:iam/role:Role")
 
@@ -366,7 +366,7 @@ def test_preventive_restart_cronjob_least_privilege(built: dict[str, list[Record
 def test_restart_schedule_never_longer_than_asked(hours: int) -> None:
     s = restart_schedule(hours, "m")
     assert s.effective_hours <= hours
-    minute, hour, dom, _, dow = s.cron.split()
+    _minute, hour, dom, _, dow = s.cron.split()
     if hours < 24:
         assert 24 % s.effective_hours == 0 and s.effective_hours > hours / 2
         assert hour == ("*" if s.effective_hours == 1 else f"*/{s.effective_hours}")

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from servekit.catalog import REPO_ROOT, Catalog, default_catalog, read_yaml
+from servekit.engine_args import engine_args
 from servekit.errors import UserError, from_validation_error
 from servekit.regions import availability_zones
 from servekit.sizing import NoPlacement, Placement, place
@@ -113,7 +114,10 @@ def place_all(spec: DeploymentSpec, catalog: Catalog, *, file: str | Path) -> li
     for i, dep in enumerate(spec.models):
         where = f"config.{PROJECT}:models[{i}]."
         try:
-            out.append(place(dep, catalog, where=where))
+            placement = place(dep, catalog, where=where)
+            # Build the vLLM flags now so a flag the pinned vLLM rejects stops the stack load.
+            engine_args(placement, dep, catalog.model(dep.model), origin=f"{file}: {where}")
+            out.append(placement)
         except UserError as e:
             raise UserError(e.message, file=file, path=e.path, given=e.given, allowed=e.allowed) from None
         except NoPlacement as e:

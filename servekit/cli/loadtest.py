@@ -30,8 +30,9 @@ class VerdictNotPass(ServekitError):
         self.exit_code = exit_code
 
 
-def _stack_sla(stack: str, model: str | None) -> tuple[str, SlaSpec, int, int | None]:
-    """(served model name, SLA, replicas, deployed max-num-seqs or None) of one model of a stack."""
+def _stack_sla(stack: str, model: str | None) -> tuple[str, SlaSpec, int, int | None, int | None]:
+    """(served model name, SLA, replicas, deployed max-num-seqs, sizing's predicted knee per replica) of one
+    model of a stack; the last two are None when the stack cannot be placed here."""
     if importlib.util.find_spec("servekit.stackfile") is None:
         raise UserError("--stack is not available yet (servekit.stackfile is missing); use --endpoint and --model")
     stackfile: Any = importlib.import_module("servekit.stackfile")
@@ -47,13 +48,34 @@ def _stack_sla(stack: str, model: str | None) -> tuple[str, SlaSpec, int, int | 
         if not found:
             raise UserError("no such model in the stack", path="--model", given=model, allowed=", ".join(names))
         dep = found[0]
-    max_num_seqs = None
-    try:  # the deployed batch cap, for the sweep's comparison; optional
+    max_num_seqs = predicted = None
+    try:  # the deployed batch cap and the sizing engine's view, for the sweep's comparison; optional
         resolved = stackfile.resolve_stack(stack)
-        max_num_seqs = next((p.max_num_seqs for p in resolved.placements if p.name == dep.name), None)
+        placement = next(p for p in resolved.placements if p.name == dep.name)
+        max_num_seqs = placement.max_num_seqs
+        predicted = _predicted_knee(placement, dep.sla)
     except Exception:
-        max_num_seqs = None
-    return dep.name, dep.sla, dep.replicas, max_num_seqs
+        pass
+    return dep.name, dep.sla, dep.replicas, max_num_seqs, predicted
+
+
+def _predicted_knee(placement: Any, sla: SlaSpec, cap: int = 4096) -> int | None:
+    """Largest power-of-two batch whose p95 the sizing engine predicts within the SLA (per replica)."""
+    from servekit import sizing
+    from servekit.catalog import default_catalog
+    from servekit.workloads import profile
+
+    cat = default_catalog()
+    model, gpu = cat.model(placement.model), cat.gpus[placement.gpu_type]
+    knee, c = None, 1
+    while c <= cap:
+        est = sizing.estimate_latency(model, gpu, placement.quantization, placement.kv_cache_dtype,
+                                      placement.tensor_parallel_size, c, profile(sla.workload),
+                                      placement.max_num_batched_tokens, placement.max_model_len)
+        if est.p95_e2e_seconds > sla.p95_e2e_seconds:
+            break
+        knee, c = c, c * 2
+    return knee
 
 
 def register(app: typer.Typer) -> None:
@@ -100,10 +122,10 @@ def register(app: typer.Typer) -> None:
         from loadtests.sweep import sweep as run_sweep
         from loadtests.sweep import to_markdown as sweep_markdown
 
-        replicas, max_num_seqs = 1, None
+        replicas, max_num_seqs, predicted_knee = 1, None, None
         sla: SlaSpec | None = None
         if stack is not None:
-            model, sla, replicas, max_num_seqs = _stack_sla(stack, model)
+            model, sla, replicas, max_num_seqs, predicted_knee = _stack_sla(stack, model)
             if endpoint is None:
                 raise UserError("--stack needs --endpoint as well (the stack's endpoint output is not read yet)")
         elif endpoint is None or model is None:
@@ -135,7 +157,8 @@ def register(app: typer.Typer) -> None:
             if sweep:
                 result = run_sweep(load, target, duration_s=duration, cap=sweep_cap or 4 * conc, replicas=replicas,
                                    warmup_waves=warmup_waves, processes=processes, target_rps=target_rps,
-                                   max_num_seqs=max_num_seqs, progress=progress)
+                                   max_num_seqs=max_num_seqs, predicted_knee=predicted_knee,
+                                   progress=progress)
             else:
                 report = evaluate(run(RunPlan(load=load, duration_s=duration, warmup_waves=warmup_waves,
                                               processes=processes), progress), target)

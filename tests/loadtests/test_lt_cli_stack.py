@@ -1,0 +1,33 @@
+"""``servekit loadtest --stack``: the SLA comes from the stack file (read here with plain YAML to compare)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from servekit.cli import app
+from servekit.cli._common import run_app
+from servekit.cli.loadtest import _stack_sla
+
+STACK = Path(__file__).resolve().parents[2] / "stacks" / "Pulumi.prod.yaml"
+
+
+def test_stack_sla_is_read_from_the_stack_file() -> None:
+    models = yaml.safe_load(STACK.read_text())["config"]["servekit:models"]
+    raw = models[-1]
+    name, sla, replicas, max_num_seqs, predicted = _stack_sla("prod", raw["name"])
+    assert name == raw["name"] and replicas == raw.get("replicas", 1)
+    assert sla.p95_e2e_seconds == raw["sla"]["p95E2eSeconds"]
+    assert sla.concurrency_per_replica == raw["sla"]["concurrencyPerReplica"]
+    assert max_num_seqs is not None and max_num_seqs >= 1
+    assert predicted is None or predicted >= 1
+
+
+def test_stack_usage_errors_exit_2() -> None:
+    assert run_app(app, ["loadtest", "--stack", "prod"]) == 2  # several models: which one?
+    assert run_app(app, ["loadtest", "--stack", "prod", "--model", "no-such-model",
+                         "--endpoint", "http://127.0.0.1:9"]) == 2
+    models = yaml.safe_load(STACK.read_text())["config"]["servekit:models"]
+    assert run_app(app, ["loadtest", "--stack", "prod", "--model", models[0]["name"]]) == 2  # no endpoint
+    assert run_app(app, ["loadtest", "--stack", "no-such-stack", "--model", "x"]) == 2

@@ -119,6 +119,7 @@ class Assumptions(Frozen):
     system_nodes: Figure
     nat_gb_per_node_month: Figure
     logs_gb_per_node_month: Figure
+    flow_logs_gb_per_node_month: Figure
     logs_gb_cluster_month: Figure
     logs_retention_months: Figure
     metrics_per_model: Figure
@@ -494,6 +495,13 @@ def _fig(f: Figure, unit: str) -> str:
     return f"${f.value:g}{unit}{f.flag}"
 
 
+def nat_gateways(spec: DeploymentSpec) -> int:
+    """NAT gateways the network creates: one per AZ, a single one for a dev stack (components/network.py)."""
+    if spec.network.egress is not Egress.NAT:
+        return 0
+    return 1 if spec.environment == "dev" else spec.network.az_count
+
+
 def fixed_lines(spec: DeploymentSpec, placements: list[Placement], prices: AwsPrices | None = None) -> list[CostLine]:
     """Non-GPU lines: EKS, system nodes, NAT or VPC endpoints, CloudWatch, the S3 model store."""
     p = prices or aws_prices()
@@ -523,8 +531,10 @@ def fixed_lines(spec: DeploymentSpec, placements: list[Placement], prices: AwsPr
               + (f" x {factor.value:g} {spec.region} factor{factor.flag}" if factor.value != 1 else "") + f" x {h:g} h",
     ))
     if spec.network.egress is Egress.NAT:
-        add(f"NAT gateways ({azs} AZs)", azs * fx.nat_gateway_usd_per_hour.value * h,
-            f"{azs} x {_fig(fx.nat_gateway_usd_per_hour, '/h')} x {h:g} h (one per AZ)")
+        nats = nat_gateways(spec)
+        add(f"NAT gateways ({nats})", nats * fx.nat_gateway_usd_per_hour.value * h,
+            f"{nats} x {_fig(fx.nat_gateway_usd_per_hour, '/h')} x {h:g} h ("
+            + ("one for all AZs in a dev stack" if nats == 1 else f"one per AZ over {azs} AZs") + ")")
         hf_gb = sum(pl.nodes * pl.weights_gib * GIB_IN_GB for pl in placements
                     if deps.get(pl.name) is not None and deps[pl.name].source is ModelSource.HF)
         gb = gpu_nodes * a.nat_gb_per_node_month.value + hf_gb
@@ -542,15 +552,17 @@ def fixed_lines(spec: DeploymentSpec, placements: list[Placement], prices: AwsPr
             f"{gb:,.0f} GB x {_fig(fx.interface_endpoint_usd_per_gb, '/GB')} ({gpu_nodes} GPU nodes x "
             f"{a.nat_gb_per_node_month.value:g} GB, assumed)")
     add("S3 gateway endpoint", fx.gateway_endpoint_usd_per_hour.value * h, "gateway endpoints have no charge")
-    log_gb = (gpu_nodes + sys_nodes) * a.logs_gb_per_node_month.value + a.logs_gb_cluster_month.value
+    nodes = gpu_nodes + sys_nodes
+    per_node = a.logs_gb_per_node_month.value + a.flow_logs_gb_per_node_month.value
+    log_gb = nodes * per_node + a.logs_gb_cluster_month.value
     stored = log_gb * a.logs_retention_months.value
     add("CloudWatch logs", log_gb * fx.cloudwatch_logs_ingest_usd_per_gb.value
         + stored * fx.cloudwatch_logs_storage_usd_per_gb_month.value,
         f"{log_gb:g} GB/month ingested x {_fig(fx.cloudwatch_logs_ingest_usd_per_gb, '/GB')} + {stored:g} GB stored "
         f"({a.logs_retention_months.value:g} months) x "
         f"{_fig(fx.cloudwatch_logs_storage_usd_per_gb_month, '/GB-month')}; "
-        f"{a.logs_gb_per_node_month.value:g} GB per node + {a.logs_gb_cluster_month.value:g} GB control plane "
-        "(assumed)")
+        f"{nodes} nodes x ({a.logs_gb_per_node_month.value:g} GB node/pod + {a.flow_logs_gb_per_node_month.value:g} GB "
+        f"VPC flow logs) + {a.logs_gb_cluster_month.value:g} GB control plane (assumed)")
     metrics = len(spec.models) * a.metrics_per_model.value
     add("CloudWatch metrics", metrics * fx.cloudwatch_metric_usd_per_month.value,
         f"{metrics:g} custom metrics ({a.metrics_per_model.value:g} per model, assumed) x "

@@ -150,11 +150,12 @@ def test_stack_cost_lines_nat() -> None:
         "GPU node group chat (1 x g6e.xlarge, on-demand)": 1.861 * 730,
         "EKS control plane": 0.10 * 730,
         "System nodes (2 x m7i.large)": 2 * 0.1008 * 730,
-        "NAT gateways (2 AZs)": 2 * 0.045 * 730,
+        "NAT gateways (1)": 1 * 0.045 * 730,  # a dev stack shares one NAT gateway over its 2 AZs
         "NAT data processing": (1 * 20 + weights_gb) * 0.045,
         "S3 gateway endpoint": 0.0,
-        # (1 GPU + 2 system nodes) x 5 GB + 10 GB = 25 GB ingested at $0.50, 75 GB stored at $0.03
-        "CloudWatch logs": 25 * 0.50 + 75 * 0.03,
+        # (1 GPU + 2 system nodes) x (5 GB + 2 GB flow logs) + 10 GB = 31 GB ingested at $0.50,
+        # 3 months retained = 93 GB stored at $0.03
+        "CloudWatch logs": 31 * 0.50 + 93 * 0.03,
         "CloudWatch metrics": 40 * 0.30,
     }
     assert lines.keys() == expected.keys()
@@ -168,8 +169,8 @@ def test_stack_cost_lines_no_egress_with_model_store() -> None:
     spec, placements = _spec_and_placements([{**SMALL, "source": "s3"}], egress="none", az_count=3)
     lines = {line.item: line.monthly_usd for line in stack_cost(spec, placements).lines}
     [p] = placements
-    assert "NAT gateways (3 AZs)" not in lines
-    assert lines["Interface endpoints (8 x 3 AZs)"] == pytest.approx(8 * 3 * 0.01 * 730)
+    assert not any(item.startswith("NAT") for item in lines)
+    assert lines["Interface endpoints (13 x 3 AZs)"] == pytest.approx(13 * 3 * 0.01 * 730)
     assert lines["Interface endpoint data"] == pytest.approx(20 * 0.01)
     assert lines["S3 model store"] == pytest.approx(p.weights_gib * 1024**3 / 1e9 * 0.023)
 
@@ -258,3 +259,14 @@ def test_budget_breach_exits_1_with_one_message(monkeypatch: pytest.MonkeyPatch,
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1
     assert "exceeds the budget of $1,000/month" in err[0] and "config.servekit:budgetMonthlyUsd" in err[0]
+
+
+def test_nat_gateways_per_az_outside_dev() -> None:
+    spec, placements = _spec_and_placements([SMALL], environment="prod", az_count=3)
+    lines = {line.item: line.monthly_usd for line in stack_cost(spec, placements).lines}
+    assert lines["NAT gateways (3)"] == pytest.approx(3 * 0.045 * 730)
+
+
+def test_interface_endpoint_count_matches_the_network_component() -> None:
+    network = pytest.importorskip("components.network")
+    assert aws_prices().assumptions.interface_endpoints.value == len(network.INTERFACE_ENDPOINTS)

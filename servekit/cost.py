@@ -545,7 +545,7 @@ def fixed_lines(spec: DeploymentSpec, placements: list[Placement], prices: AwsPr
     else:
         n = int(a.interface_endpoints.value)
         add(f"Interface endpoints ({n} x {azs} AZs)", n * azs * fx.interface_endpoint_usd_per_hour_per_az.value * h,
-            f"{n} endpoints (assumed: {a.interface_endpoints.note}) x {azs} AZs x "
+            f"{n} endpoints ({a.interface_endpoints.note}) x {azs} AZs x "
             f"{_fig(fx.interface_endpoint_usd_per_hour_per_az, '/h')} x {h:g} h")
         gb = gpu_nodes * a.nat_gb_per_node_month.value
         add("Interface endpoint data", gb * fx.interface_endpoint_usd_per_gb.value,

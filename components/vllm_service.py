@@ -65,6 +65,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
@@ -75,12 +76,15 @@ from components.image_mirror import UPSTREAMS, ImageMirror, ImageMirrorArgs
 from components.model_store import ModelStore, ModelStoreArgs, read_policy, store_prefix
 from components.restart import KUBECTL_IMAGES, PreventiveRestart, PreventiveRestartArgs
 from servekit import adapter_fetch
-from servekit.catalog import Catalog
+from servekit.catalog import Catalog, default_catalog
 from servekit.engine_args import VLLM_PORT, engine_args
 from servekit.errors import UserError
 from servekit.sizing import Placement
 from servekit.spec import DeploymentSpec, Egress, InstanceSpec, ModelDeployment, ModelSource, ModelSpec
 from servekit.vllm_flags import VLLM_IMAGE, VLLM_VERSION
+
+if TYPE_CHECKING:
+    from components.platform import PlatformContext
 
 GIB = 1024**3
 LOAD_GBPS = {ModelSource.HF: 0.25, ModelSource.S3: 1.0}  # GB/s per pod, assumed (module docstring)
@@ -264,8 +268,23 @@ class VllmService(pulumi.ComponentResource):
 
         # ---- hub token (a Secret only when something needs it)
         env_token: list[k8s.core.v1.EnvVarArgs] = []
+        token_ref = [k8s.core.v1.EnvVarArgs(
+            name="HF_TOKEN", value_from=k8s.core.v1.EnvVarSourceArgs(
+                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name="hf-token", key="token")))]
         hub_adapters = any(a.source.startswith("hf://") for a in dep.lora_adapters)
-        if args.hf_token is not None and (needs_hf_token(dep, model) or hub_adapters):
+        self.warnings: list[str] = []
+        if needs_hf_token(dep, model) and args.hf_token is None:
+            # Not an error: the offline plan has no token, and an operator may create the Secret
+            # out of band (kubectl create secret generic hf-token -n <model> --from-literal=token=...)
+            # so the token never enters Pulumi state. Until one exists the pod waits in
+            # CreateContainerConfigError naming the missing Secret.
+            self.warnings.append(
+                f"{dep.name}: {model.id} is gated on the Hugging Face hub and no token is configured; set "
+                "`pulumi config set --secret servekit:hfToken <token>` or create Secret hf-token (key token) "
+                f"in namespace {dep.name}, or load it from the model store (source: s3)")
+            pulumi.log.warn(self.warnings[-1], resource=self)
+            env_token = token_ref
+        elif args.hf_token is not None and (needs_hf_token(dep, model) or hub_adapters):
             secret = k8s.core.v1.Secret(
                 f"{name}-hf-token",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name="hf-token", namespace=namespace, labels=common),
@@ -274,9 +293,7 @@ class VllmService(pulumi.ComponentResource):
                 opts=child,
             )
             pod_deps.append(secret)
-            env_token = [k8s.core.v1.EnvVarArgs(
-                name="HF_TOKEN", value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name="hf-token", key="token")))]
+            env_token = token_ref
 
         # ---- engine arguments (validated now with a placeholder bucket; the real one when known)
         lora_paths = {a.name: f"/adapters/{a.name}" for a in dep.lora_adapters}
@@ -477,15 +494,10 @@ class VllmService(pulumi.ComponentResource):
 
     @staticmethod
     def _check(args: VllmServiceArgs, where: str) -> None:
-        dep, model = args.deployment, args.model
+        dep = args.deployment
         if dep.source is ModelSource.S3 and args.model_store is None:
             raise UserError("source s3 needs the model store (modelStore.enabled is false or no store was passed)",
                             path=f"{where}source", given="s3")
-        if needs_hf_token(dep, model) and args.hf_token is None:
-            raise UserError(
-                f"{model.id} is gated on the Hugging Face hub, so loading it needs a token: "
-                "`pulumi config set --secret servekit:hfToken <token>` (or use source: s3)",
-                path=f"{where}source", given="hf")
         if dep.autoscaling is not None and (args.keda is None or not args.prometheus_address):
             raise UserError("autoscaling needs KEDA and a Prometheus address (the monitoring component)",
                             path=f"{where}autoscaling")
@@ -705,3 +717,30 @@ def deploy_models(args: ServingArgs, opts: pulumi.ResourceOptions | None = None)
             prometheus_address=args.prometheus_address, monitoring_namespace=args.monitoring_namespace, tags=tags,
         ), opts)
     return Serving(services=services, model_store=store, mirror=mirror, keda=keda)
+
+
+def attach(ctx: PlatformContext) -> dict[str, Any]:
+    """components.platform extension: the serving side of the stack on the cluster the platform built."""
+    prometheus = ctx.outputs.get("prometheusAddress")
+    serving = deploy_models(ServingArgs(
+        spec=ctx.spec, placements=ctx.placements, catalog=default_catalog(), cluster_name=ctx.cluster.name,
+        hf_token=ctx.hf_token, node_role_name=ctx.cluster.node_role_arn.apply(lambda arn: arn.rsplit("/", 1)[-1]),
+        prometheus_address=prometheus if isinstance(prometheus, str) else DEFAULT_PROMETHEUS,
+        tags=dict(ctx.tags),
+    ), ctx.k8s_opts(depends_on=[ctx.cluster.system_node_group, *ctx.cluster.addons.values()]))
+    sla = {m.name: m.sla for m in ctx.spec.models}
+    out: dict[str, Any] = {"models": {
+        name: {
+            "namespace": svc.namespace, "service": svc.service_name, "port": VLLM_PORT, "endpoint": svc.endpoint,
+            "servedModelName": name, "nodePools": [pool.name for pool in ctx.plan.pools_for(name)],
+            "slaP95Seconds": sla[name].p95_e2e_seconds,
+            "slaConcurrencyPerReplica": sla[name].concurrency_per_replica,
+        } for name, svc in serving.services.items()
+    }}
+    if serving.model_store is not None:
+        out["modelStoreBucket"] = serving.model_store.bucket_name
+        out["modelStoreWritePolicyArn"] = serving.model_store.write_policy_arn
+    if serving.mirror is not None:
+        out["imageRegistry"] = serving.mirror.registry
+        out["imageCredentialSecrets"] = serving.mirror.credential_secret_names
+    return out

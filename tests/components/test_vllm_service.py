@@ -301,9 +301,17 @@ def test_hf_token_secret_only_where_needed_and_never_plain(built: dict[str, list
                 assert "HF_TOKEN" not in env
 
 
-def test_gated_model_without_a_token_is_a_clear_error() -> None:
-    with pytest.raises(UserError, match=r"gated on the Hugging Face hub.*pulumi config set --secret servekit:hfToken"):
-        build_stack("prod", hf_token=None)
+def test_gated_model_without_a_token_warns_and_waits_for_the_secret() -> None:
+    resources, serving = build_stack("prod", hf_token=None)
+    assert not of_type(resources, "kubernetes:core/v1:Secret")
+    for name in ("contracts", "extract"):  # both Llama 3.1 models are gated
+        (warning,) = serving.services[name].warnings
+        assert "gated on the Hugging Face hub" in warning and "servekit:hfToken" in warning
+    for dep in deployments(resources):
+        env = {e["name"]: e for e in vllm(dep)["env"]}
+        assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf-token", "key": "token"}}
+    _, dev = build_stack("dev", hf_token=None)
+    assert dev.services["chat"].warnings == []  # Qwen is not gated
 
 
 # --------------------------------------------------------------------------- regulated: ECR and S3 only

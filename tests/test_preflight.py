@@ -215,17 +215,18 @@ def test_missing_reservation_and_capacity_block_window(tmp_path: Path) -> None:
                             service_error_code="InvalidCapacityReservationId.NotFound")
         [c] = check_reservations(ec2, s.spec, s.placements, today=TODAY)
     assert c.status == "fail" and "does not exist" in c.message
+    # a far-future end date: stackfile's purchase rules refuse a block that has already ended (wall clock)
     block = {**P4DE, "spreadAcrossZones": False,
              "purchase": {"option": "capacity-block", "reservationId": "cr-0123456789abcdef0",
-                          "availabilityZone": "us-east-1b", "endDate": "2026-12-20"}}
+                          "availabilityZone": "us-east-1b", "endDate": "2099-12-20"}}
     b = _stack(tmp_path, "cb", [block])
     with Stubber(ec2) as st:
         # a scheduled block that ends two days before the stack's endDate
         st.add_response("describe_capacity_reservations",
                         _reservation(State="scheduled", ReservationType="capacity-block", EndDateType="limited",
-                                     EndDate=datetime(2026, 12, 18, 11, 30, tzinfo=UTC)))
+                                     EndDate=datetime(2099, 12, 18, 11, 30, tzinfo=UTC)))
         [c] = check_reservations(ec2, b.spec, b.placements, today=TODAY)
-    assert c.status == "fail" and "ends 2026-12-18, inside the stack's window (to 2026-12-20)" in c.message
+    assert c.status == "fail" and "ends 2099-12-18, inside the stack's window (to 2099-12-20)" in c.message
 
 
 def test_capacity_block_offerings(tmp_path: Path) -> None:

@@ -159,3 +159,19 @@ def test_cli_loadtest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert body["verdict"] in ("PASS", "INVALID") and body["concurrency"] == 16
     assert body["samples"] >= 100 and math.isclose(body["errorRate"], 0.0)
     assert (tmp_path / "r.html").exists()
+
+
+def test_two_load_generator_processes_and_a_server_without_usage() -> None:
+    cfg = EmulatorConfig(latency=LatencyModel(ttft_s=0.02, itl_s=0.004, jitter=0.1), faults=Faults(omit_usage=True))
+    with EmulatorProcess(cfg) as emu:
+        load = LoadConfig(endpoint=emu.url, model="emulated", concurrency=8, max_tokens=16, request_timeout_s=5.0,
+                          prompt_scale=0.2)
+        plan = RunPlan(load=load, duration_s=2.0, processes=2)
+        result = run(plan)
+    assert result.wall_s <= plan.hard_limit_s
+    window = result.window()
+    assert {s.user for s in window} == set(range(8))  # users 0-3 in one process, 4-7 in the other
+    assert all(s.ok and not s.tokens_from_usage and s.output_tokens == 16 for s in window)
+    report = evaluate(result, SlaTarget(p95_e2e_s=5.0, concurrency=8), RELAXED)
+    assert report.verdict is not Verdict.FAIL and report.achieved_concurrency > 7.0
+    assert any("no usage chunk" in r for r in report.reasons)

@@ -61,7 +61,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state.setdefault("arn", f"arn:aws:mock:{REGION}:{ACCOUNT}:{args.name}")
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDA", "id": ACCOUNT}
         if args.token == "aws:index/getRegion:getRegion":
@@ -71,15 +71,21 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 
 def run_program(program: Callable[[], None], *, stack: str = "test") -> list[Recorded]:
+    """A fresh event loop and root resource per run (as servekit.offline does), closed afterwards."""
+    from pulumi.runtime import settings
+
     mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project="servekit", stack=stack, preview=False)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
+        settings.ROOT.set(None)
+        pulumi.runtime.set_mocks(mocks, project="servekit", stack=stack, preview=False)
         _sync_await(run_pulumi_func(program))
     finally:
-        loop = asyncio.get_event_loop()
-        if not loop.is_closed() and not loop.is_running():
-            loop.close()
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        asyncio.set_event_loop(None)
+        settings.ROOT.set(None)
     return mocks.resources
 
 

@@ -380,8 +380,16 @@ class NetworkSpec(Frozen):
         return v
 
 
+class NodeOs(StrEnum):
+    """Node operating system; both EKS-optimized NVIDIA variants (sizing-and-cost-facts.md §2)."""
+
+    AL2023 = "al2023"  # AL2023_x86_64_NVIDIA: drivers in the AMI, the NVIDIA device plugin is installed by the kit
+    BOTTLEROCKET = "bottlerocket"  # BOTTLEROCKET_x86_64_NVIDIA: device plugin built in, immutable OS
+
+
 class ClusterSpec(Frozen):
     version: str = "1.34"
+    node_os: NodeOs = NodeOs.AL2023
     endpoint_public: bool = False
     public_access_cidrs: list[str] = Field(default_factory=list)
     admin_role_arn: str | None = None

@@ -11,6 +11,9 @@ Created once per stack (when ``modelStore.enabled`` and at least one model loads
   the store (a CI role, an operator). Readers get no store-wide policy: each VllmService gives its
   pod role an inline ``read_policy`` limited to that model's own prefix.
 
+The bucket is named ``servekit-<stack>-models-<account>-<region>`` (:func:`bucket_name`), so
+operators and ``servekit model-store fill`` know it before and without the stack's outputs.
+
 Layout inside the bucket, one prefix per checkpoint and revision so two revisions never mix::
 
     s3://<bucket>/models/<hf org>/<hf repo>/<revision>/{config.json, tokenizer*, *.safetensors}
@@ -21,7 +24,9 @@ them: Run:ai Model Streamer, see components/vllm_service.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 
 import pulumi
@@ -32,6 +37,19 @@ from servekit.spec import ModelSpec
 
 MODELS_PREFIX = "models"
 NONCURRENT_VERSION_DAYS = 30
+
+
+def bucket_name(stack: str, account_id: str, region: str) -> str:
+    """``servekit-<stack>-models-<account>-<region>``: known before deploy, unique per account and region.
+
+    S3 names are global, lowercase, at most 63 characters; a long or odd stack name is replaced by a
+    hash of it so the account and region parts always survive.
+    """
+    slug = re.sub(r"[^a-z0-9-]", "-", stack.lower()).strip("-")
+    name = f"servekit-{slug}-models-{account_id}-{region}"
+    if len(name) > 63 or not slug:
+        name = f"servekit-{hashlib.sha256(stack.encode()).hexdigest()[:8]}-models-{account_id}-{region}"
+    return name
 
 
 def checkpoint_revision(placement: Placement, model: ModelSpec) -> str:
@@ -73,9 +91,12 @@ class ModelStore(pulumi.ComponentResource):
         aws.kms.Alias(f"{name}-key-alias", name=f"alias/servekit-{args.stack}-models", target_key_id=key.key_id,
                       opts=child)
 
+        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self))
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
-            bucket_prefix=f"servekit-{args.stack}-models-",
+            bucket=pulumi.Output.all(identity.account_id, region.region).apply(
+                lambda a: bucket_name(args.stack, a[0], a[1])),
             force_destroy=False,  # weights are expensive to re-upload; deleting the stack keeps them
             tags=tags,
             opts=child,

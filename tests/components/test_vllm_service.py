@@ -323,7 +323,8 @@ def test_regulated_pods_pull_only_from_ecr_and_load_weights_from_s3(built: dict[
     for c in all_containers(resources):
         assert c["image"].startswith(ecr), c["image"]
     (bucket,) = of_type(resources, "aws:s3/bucket:Bucket")
-    bucket_name = f"{bucket.inputs['bucketPrefix']}0a1b2c"  # the harness's mock bucket name
+    bucket_name = f"servekit-regulated-models-{ACCOUNT}-{REGION}"  # the documented naming rule
+    assert bucket.inputs["bucket"] == bucket_name
     for dep in deployments(resources):
         c = vllm(dep)
         assert c["image"] == f"{ecr}docker-hub/vllm/vllm-openai:v{VLLM_VERSION}"
@@ -348,7 +349,8 @@ def test_s3_pods_read_only_their_own_prefix(built: dict[str, list[Recorded]]) ->
     actions = {a for s in doc["Statement"] for a in s["Action"]}
     assert actions == {"s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion", "kms:Decrypt"}
     get = next(s for s in doc["Statement"] if "s3:GetObject" in s["Action"])
-    assert get["Resource"] == ["arn:aws:s3:::servekit-regulated-models-0a1b2c/models/Qwen/Qwen2.5-32B-Instruct/main/*"]
+    bucket = f"servekit-regulated-models-{ACCOUNT}-{REGION}"
+    assert get["Resource"] == [f"arn:aws:s3:::{bucket}/models/Qwen/Qwen2.5-32B-Instruct/main/*"]
     # hf-source stacks give their pods no AWS role at all
     assert not of_type(built["dev"], "aws:iam/role:Role")
 

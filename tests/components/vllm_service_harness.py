@@ -49,7 +49,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources.append(Recorded(args.typ, args.name, dict(args.inputs)))
         state = dict(args.inputs)
         if args.typ == "aws:s3/bucket:Bucket":
-            state["bucket"] = f"{args.inputs.get('bucketPrefix', 'bucket-')}0a1b2c"
             state["arn"] = f"arn:aws:s3:::{state['bucket']}"
         elif args.typ == "aws:kms/key:Key":
             state["keyId"] = "1234abcd-12ab-34cd-56ef-1234567890ab"

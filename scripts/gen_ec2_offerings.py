@@ -37,7 +37,10 @@ def _moto_resources() -> Path:
 
 
 def _load(path: Path) -> Any:
-    return json.loads(gzip.open(path).read() if path.suffix == ".gz" else path.read_text())
+    if path.suffix != ".gz":
+        return json.loads(path.read_text())
+    with gzip.open(path) as f:
+        return json.loads(f.read())
 
 
 def instance_types_of_interest() -> list[str]:

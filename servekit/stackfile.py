@@ -113,6 +113,9 @@ def place_all(spec: DeploymentSpec, catalog: Catalog, *, file: str | Path) -> li
     out = []
     for i, dep in enumerate(spec.models):
         where = f"config.{PROJECT}:models[{i}]."
+        if dep.model not in catalog.models:  # the catalog's own error has no path: name the model key
+            raise UserError("unknown model", file=file, path=f"{where}model", given=dep.model,
+                            allowed=", ".join(sorted(catalog.models)))
         try:
             placement = place(dep, catalog, where=where)
             # Build the vLLM flags now so a flag the pinned vLLM rejects stops the stack load.

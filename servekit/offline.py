@@ -157,8 +157,14 @@ _AUTO_NAMED = ("aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy", "aws:eks/no
 _NAME_KEY = {"aws:eks/nodeGroup:NodeGroup": "nodeGroupName"}
 
 
+_DIRECTION = {"east": "e", "west": "w", "north": "n", "south": "s", "central": "c", "northeast": "ne",
+              "southeast": "se", "northwest": "nw", "southwest": "sw"}
+
+
 def _zone_id(region: str, zone: str) -> str:
-    short = "".join(w[0] for w in region.split("-")[:-1]) + region.split("-")[-1]
+    """AWS's zone-id form (us-east-1 -> use1-az1, ap-southeast-2 -> apse2-az1); the number is a placeholder."""
+    area, *middle, number = region.split("-")
+    short = area + "".join(_DIRECTION.get(m, m[:1]) for m in middle) + number
     return f"{short}-az{ord(zone[-1]) - ord('a') + 1}"
 
 
@@ -466,8 +472,10 @@ def run_program(
               "desiredNodes": p.desired_nodes, "minNodes": p.min_nodes, "maxNodes": p.max_nodes,
               "volumeGib": p.volume_gib, "models": list(p.models), "monthlyUsd": round(p.monthly_usd, 2)}
              for p in getattr(platform_plan, "pools", ())]
+    # Components log from concurrent callbacks: sort so that the same stack always gives the same plan.
     return Plan(stack=stack, region=region, resources=_order(recorder.records),
-                placements=list(globals_.get("placements", [])), warnings=collector.messages, outputs=outputs,
+                placements=list(globals_.get("placements", [])), warnings=sorted(set(collector.messages)),
+                outputs=outputs,
                 node_pools=pools)
 
 

@@ -56,7 +56,7 @@ QUOTAS: dict[tuple[str, bool], tuple[str, str]] = {
     ("p", True): ("L-7212CCBC", "All P Spot Instance Requests"),
     ("standard", True): ("L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests"),
 }
-SYSTEM_NODES = 2  # the system node group (prices-aws.yaml assumptions.systemNodes)
+SYSTEM_NODES_MAX = 3  # the system node group can scale to 3 (components/cluster.py SYSTEM_NODES; tested)
 DEFAULT_WINDOW_DAYS = 30  # an ODCR must outlast this when the stack has no end date
 USABLE_RESERVATION_STATES = {"active"}
 USABLE_BLOCK_STATES = {"active", "scheduled", "payment-pending"}
@@ -182,8 +182,8 @@ def quota_needs(spec: DeploymentSpec, placements: list[Placement], catalog: Cata
         else:
             add(bucket, False, p.max_nodes * inst.vcpu, f"{p.name}: {p.max_nodes} x {inst.type} ({inst.vcpu} vCPUs)")
     sys_type = spec.cluster.system_instance_type
-    add(quota_bucket(sys_type), False, SYSTEM_NODES * system_vcpus(sys_type),
-        f"system: {SYSTEM_NODES} x {sys_type} ({system_vcpus(sys_type)} vCPUs)")
+    add(quota_bucket(sys_type), False, SYSTEM_NODES_MAX * system_vcpus(sys_type),
+        f"system: up to {SYSTEM_NODES_MAX} x {sys_type} ({system_vcpus(sys_type)} vCPUs)")
     return [QuotaNeed(code=QUOTAS[k][0], name=QUOTAS[k][1], spot=k[1], vcpus=v, parts=parts)
             for k, (v, parts) in sorted(acc.items())]
 

@@ -270,3 +270,8 @@ def test_nat_gateways_per_az_outside_dev() -> None:
 def test_interface_endpoint_count_matches_the_network_component() -> None:
     network = pytest.importorskip("components.network")
     assert aws_prices().assumptions.interface_endpoints.value == len(network.INTERFACE_ENDPOINTS)
+
+
+def test_system_node_count_matches_the_cluster_component() -> None:
+    cluster = pytest.importorskip("components.cluster")
+    assert aws_prices().assumptions.system_nodes.value == cluster.SYSTEM_NODES[1]  # desired size

@@ -28,6 +28,7 @@ from servekit.cli import preflight as cli_preflight
 from servekit.cli._common import run_app
 from servekit.errors import EnvironmentMissing
 from servekit.preflight import (
+    SYSTEM_NODES_MAX,
     Clients,
     check_capacity_block_offerings,
     check_eks_version,
@@ -145,8 +146,13 @@ def test_quota_needs_count_whole_nodes_per_bucket(tmp_path: Path) -> None:
         ("L-DB2E81BA", False): 4,  # g6.xlarge on-demand floor: 1 node x 4 vCPUs
         ("L-3819A6DF", True): 8,  # 2 spot g6.xlarge x 4 vCPUs
         ("L-417A185B", False): 192,  # 2 x p4de.24xlarge x 96 vCPUs
-        ("L-1216C47A", False): 4,  # 2 system m7i.large x 2 vCPUs
+        ("L-1216C47A", False): 6,  # up to 3 system m7i.large x 2 vCPUs
     }
+
+
+def test_system_node_maximum_matches_the_cluster_component() -> None:
+    cluster = pytest.importorskip("components.cluster")
+    assert cluster.SYSTEM_NODES[2] == SYSTEM_NODES_MAX
 
 
 def test_quota_shortfall_names_code_and_amount(aws_env: str, tmp_path: Path) -> None:

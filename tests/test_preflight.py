@@ -164,7 +164,7 @@ def test_quota_shortfall_names_code_and_amount(aws_env: str, tmp_path: Path) -> 
         # no applied value for the standard quota: preflight falls back to the AWS default
         st.add_client_error("get_service_quota", service_error_code="NoSuchResourceException",
                             expected_params={"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"})
-        st.add_response("get_aws_default_service_quota", _quota("L-1216C47A", 5.0),
+        st.add_response("get_aws_default_service_quota", _quota("L-1216C47A", 8.0),
                         {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A"})
         checks = check_quotas(quotas, s.spec, s.placements)
         st.assert_no_pending_responses()

@@ -12,7 +12,9 @@ The emulator's decode slows with the batch like a real server (token delay 40 ms
 running, 100 ms at 1024), so the chunk rate the client parses is realistic: ~6k/s at 256 streams,
 ~10k/s at 1024.
 
-Run: ``.venv/bin/python benchmarks/loadtest_client_overhead.py [--duration 10] [--levels 64,256,1024]``
+Run: ``.venv/bin/python benchmarks/loadtest_client_overhead.py [--duration 10] [--levels 64,256,1024]
+[--nice -10]`` (on a busy shared machine, other jobs' CPU shows up as "added latency" unless the
+benchmark runs at a higher priority; the load average is printed beside the figures).
 """
 
 from __future__ import annotations
@@ -63,16 +65,37 @@ def measure(level: int, duration: float, cores: list[int]) -> dict[str, float]:
     }
 
 
+def _prioritise(nice: int) -> None:
+    """Run this benchmark (and its children) at ``nice``. With scheduler autogroups, niceness only
+    ranks processes within their session's group, so start a session of our own (its group ends
+    with this process) and set that group's niceness as well."""
+    os.nice(nice)
+    try:
+        os.setsid()
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError as e:
+        print(f"note: could not raise the autogroup's priority ({e}); niceness alone applies", flush=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--levels", default="64,256,1024")
+    p.add_argument("--nice", type=int, default=0,
+                   help="niceness for this run and its children (negative needs root): on a shared machine it "
+                        "keeps other jobs from being counted as client overhead")
     a = p.parse_args()
+    if a.nice:
+        _prioritise(a.nice)
     cores = sorted(os.sched_getaffinity(0))
     print(f"cores available: {cores}; client pinned to {cores[0]}, emulator to {cores[-1]}; "
           f"{TOKENS} output tokens per request; window {a.duration:.0f}s per level", flush=True)
+    # Other processes on the same cores delay the client's wake-ups: the figures are only as quiet as the machine.
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; niceness {os.nice(0)}",
+          flush=True)
     header = (f"{'streams':>7} {'requests':>8} {'fail':>4} {'e2e p50':>8} {'e2e p95':>8} {'ttft p50':>8} "
-              f"{'ttft p95':>8} {'client CPU':>10} {'lag p95':>8} {'chunks/s':>8}")
+              f"{'ttft p95':>8} {'client CPU':>10} {'lag p95':>8} {'chunks/s':>8} {'server CPU':>10}")
     print(header)
     rows = []
     for level in (int(x) for x in a.levels.split(",")):
@@ -80,7 +103,10 @@ def main() -> int:
         rows.append(r)
         print(f"{r['streams']:>7} {r['requests']:>8} {r['failures']:>4} {r['e2e_p50_ms']:>6.2f}ms "
               f"{r['e2e_p95_ms']:>6.2f}ms {r['ttft_p50_ms']:>6.2f}ms {r['ttft_p95_ms']:>6.2f}ms "
-              f"{r['client_cpu_pct']:>9.0f}% {r['loop_lag_p95_ms']:>6.1f}ms {r['chunks_per_s']:>8.0f}", flush=True)
+              f"{r['client_cpu_pct']:>9.0f}% {r['loop_lag_p95_ms']:>6.1f}ms {r['chunks_per_s']:>8.0f} "
+              f"{r['server_cpu_pct_overall']:>9.0f}%",
+              flush=True)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     at256 = [r for r in rows if r["streams"] == 256]
     if at256:
         ok = at256[0]["e2e_p95_ms"] <= 5.0

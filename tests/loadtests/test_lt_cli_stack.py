@@ -31,3 +31,7 @@ def test_stack_usage_errors_exit_2() -> None:
     models = yaml.safe_load(STACK.read_text())["config"]["servekit:models"]
     assert run_app(app, ["loadtest", "--stack", "prod", "--model", models[0]["name"]]) == 2  # no endpoint
     assert run_app(app, ["loadtest", "--stack", "no-such-stack", "--model", "x"]) == 2
+
+
+def test_emulate_rejects_fault_rates_over_one() -> None:
+    assert run_app(app, ["emulate", "--error-rate", "0.6", "--stall-rate", "0.6"]) == 2

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,6 +65,11 @@ def test_client_percentiles_match_the_servers_own(accuracy_run: tuple[RunResult,
     # The role chunk arrives at admission; a client that took it for the first token would report ~0.
     assert nearest_rank(sorted(s.ttft for s in ok if s.ttft is not None), 0.05) >= 0.02  # type: ignore[operator]
     assert all(s.output_tokens == 16 and s.tokens_from_usage for s in ok)
+    # The server cross-check read the emulator's /metrics: the same requests, and no client/server gap.
+    details = evaluate(result, SlaTarget(p95_e2e_s=10.0, concurrency=24), RELAXED).details
+    assert details["serverE2eCount"] >= 0.9 * len(ok)
+    assert abs(details["clientServerE2eGapSeconds"]) < 0.01
+    assert 20 <= details["serverRunningMean"] <= 24
 
 
 def test_sla_just_above_and_below_the_true_p95(accuracy_run: tuple[RunResult, dict[str, dict[str, float]]]) \
@@ -159,6 +167,19 @@ def test_cli_loadtest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert body["verdict"] in ("PASS", "INVALID") and body["concurrency"] == 16
     assert body["samples"] >= 100 and math.isclose(body["errorRate"], 0.0)
     assert (tmp_path / "r.html").exists()
+
+
+def test_plain_locust_with_the_locustfile(tmp_path: Path) -> None:
+    cfg = EmulatorConfig(latency=LatencyModel(ttft_s=0.02, itl_s=0.004, jitter=0.1))
+    with EmulatorProcess(cfg) as emu:
+        env = {**os.environ, "SERVEKIT_MODEL": "emulated", "SERVEKIT_MAX_TOKENS": "16",
+               "SERVEKIT_P95_SECONDS": "0.01"}  # e2e >= 0.08 s by construction: FAIL
+        proc = subprocess.run([sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--host", emu.url,
+                               "--headless", "-u", "4", "-r", "4", "-t", "3s", "--stop-timeout", "5",
+                               "--only-summary"], env=env, capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parents[2])
+    assert "# SLA (exact percentiles from raw samples): FAIL" in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 1
 
 
 def test_two_load_generator_processes_and_a_server_without_usage() -> None:

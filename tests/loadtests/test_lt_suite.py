@@ -113,7 +113,9 @@ def test_a_dead_endpoint_fails() -> None:
     load = LoadConfig(endpoint=url, model="emulated", concurrency=4, request_timeout_s=1.0)
     result = run(RunPlan(load=load, duration_s=1.5))
     report = evaluate(result, SlaTarget(p95_e2e_s=1.0, concurrency=4))
-    assert report.verdict is Verdict.FAIL and "connection_error" in report.reasons[0]
+    # FAIL; INVALID only if the shared machine starved the client, and the failures are still reported.
+    assert report.verdict in (Verdict.FAIL, Verdict.INVALID)
+    assert any("error rate 100.00%" in r and "connection_error" in r for r in report.reasons)
 
 
 def test_sweep_finds_the_knee() -> None:
@@ -146,8 +148,10 @@ def test_gate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         code = gate.main(env)
     out = capsys.readouterr().out
     verdict = json.loads(out.strip().splitlines()[-1])
-    # e2e >= 0.02 + 15 x 0.004 s by construction, far over a 10 ms SLA: FAIL (exit 1).
-    assert verdict["verdict"] == "FAIL" and code == 1
+    # e2e >= 0.02 + 15 x 0.004 s by construction, far over a 10 ms SLA: FAIL (exit 1), or INVALID
+    # (exit 5) if the shared machine starved the client - with the SLA miss still among the reasons.
+    assert (verdict["verdict"], code) in (("FAIL", 1), ("INVALID", 5))
+    assert any("over the SLA" in r for r in verdict["reasons"])
     assert json.loads((tmp_path / "report.json").read_text()) == verdict
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "FAIL" in html

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from servekit.catalog import REPO_ROOT, Catalog, default_catalog, read_yaml
+from servekit.cost import check_purchase
 from servekit.engine_args import engine_args
 from servekit.errors import UserError, from_validation_error
 from servekit.regions import availability_zones
@@ -131,6 +132,7 @@ def place_all(spec: DeploymentSpec, catalog: Catalog, *, file: str | Path) -> li
             raise UserError(f"no instance type can serve {dep.name} ({dep.model}): {best}", file=file,
                             path=f"{where}sla" if dep.instance_type or dep.gpus else f"{where}model") from None
     _check_reservations(spec, out, file)
+    check_purchase(spec, out, file)
     return out
 
 

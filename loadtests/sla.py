@@ -13,6 +13,9 @@ code  verdict       meaning
                     flight at the stop, or the load generator failed
 ====  ============  ===========================================================================
 
+Requests still running when the drain ends are not errors (the run cut them) but count as +inf
+latencies and against the in-flight budget.
+
 Order of the checks: a saturated client voids everything it measured (timeouts included), so it
 comes first; then an error rate over budget is a FAIL (a broken server also starves concurrency,
 which must not turn its FAIL into INVALID); then the other validity checks; then the percentiles.
@@ -44,7 +47,7 @@ from enum import StrEnum
 from typing import Any
 
 from loadtests.runner import RunResult
-from loadtests.stream import CENSORED, Sample
+from loadtests.stream import CENSORED, INFLIGHT, Sample
 from servekit.spec import SlaSpec
 
 
@@ -206,10 +209,13 @@ def evaluate(result: RunResult, target: SlaTarget, limits: ValidityLimits | None
     ok = [s for s in window if s.ok]
     failures = [s for s in window if not s.ok]
     censored = [s for s in failures if s.error in CENSORED]
+    # A request cut at the stop is the measurement's doing, not the server's: it is not an error
+    # (the in-flight budget below voids the run instead), but its latency still counts as +inf.
+    errors = [s for s in failures if s.error != INFLIGHT]
     e2e = sorted([s.e2e for s in ok if s.e2e is not None] + [math.inf] * len(censored))
     ttft = sorted([s.ttft for s in ok if s.ttft is not None] + [math.inf] * len(censored))
     n_all = len(window)
-    error_rate = len(failures) / n_all if n_all else 0.0
+    error_rate = len(errors) / n_all if n_all else 0.0
     achieved = achieved_concurrency(result.samples, result.t0, result.t1)
     span = max(result.t1 - result.t0, 1e-9)
 
@@ -230,10 +236,10 @@ def evaluate(result: RunResult, target: SlaTarget, limits: ValidityLimits | None
     if result.notes and n_all == 0:
         invalid_first.extend(result.notes)
     if n_all and error_rate > target.max_error_rate:
-        kinds = Counter(s.error for s in failures)
+        kinds = Counter(s.error for s in errors)
         listed = ", ".join(f"{k} {v}" for k, v in kinds.most_common())
         fail.append(f"error rate {error_rate:.2%} over the budget {target.max_error_rate:.2%} "
-                    f"({len(failures)}/{n_all}: {listed})")
+                    f"({len(errors)}/{n_all}: {listed})")
     if achieved < limits.min_concurrency_ratio * target.concurrency:
         invalid.append(f"achieved concurrency {achieved:.1f} below the target {target.concurrency} "
                        f"(at least {limits.min_concurrency_ratio:.0%} required)")

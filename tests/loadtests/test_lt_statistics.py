@@ -167,8 +167,9 @@ def test_validity_checks() -> None:
     short = evaluate(_result(samples, t1=end), SlaTarget(p95_e2e_s=1.0, concurrency=8))
     assert short.verdict is Verdict.INVALID and "achieved concurrency" in short.reasons[0]
     stuck = list(samples) + [_s(0, end - 1, end, ok=False, error=INFLIGHT) for _ in range(20)]
-    rep = evaluate(_result(stuck, t1=end, inflight=20), SlaTarget(p95_e2e_s=1.0, concurrency=4, max_error_rate=0.5))
-    assert rep.verdict is Verdict.INVALID and any("in flight" in r for r in rep.reasons)
+    rep = evaluate(_result(stuck, t1=end, inflight=20), target)
+    # Cut by the stop: not server errors (no FAIL on the error rate), but the run is void.
+    assert rep.verdict is Verdict.INVALID and rep.error_rate == 0.0 and "in flight" in rep.reasons[0]
     lag = evaluate(_result(samples, t1=end, lags=[0.2] * 20), target)
     assert lag.verdict is Verdict.INVALID and "lag" in lag.reasons[0]
     relaxed = evaluate(_result(samples, t1=end, lags=[0.2] * 20), target, ValidityLimits(min_loop_lag_budget_s=0.5))

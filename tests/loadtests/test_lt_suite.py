@@ -107,6 +107,17 @@ def test_every_fault_mode_fails_or_invalidates(fault: str) -> None:
     assert any(EXPECTED_IN_REASON[fault] in r for r in report.reasons), report.reasons
 
 
+def test_requests_cut_at_the_stop_void_the_run() -> None:
+    # e2e ~ 16 x 0.05 = 0.8 s and no drain: about 8 requests are still running when the run stops.
+    cfg = EmulatorConfig(latency=LatencyModel(ttft_s=0.05, itl_s=0.05, jitter=0.0))
+    with EmulatorProcess(cfg) as emu:
+        result = _run(emu, concurrency=8, duration=2.0, grace=0.0)
+    report = evaluate(result, SlaTarget(p95_e2e_s=5.0, concurrency=8), RELAXED)
+    assert result.inflight_at_stop >= 4
+    assert report.verdict is Verdict.INVALID and any("in flight at the stop" in r for r in report.reasons)
+    assert report.error_rate == 0.0
+
+
 def test_a_dead_endpoint_fails() -> None:
     with EmulatorProcess(EmulatorConfig()) as emu:
         url = emu.url  # a port that was just free and is closed again below

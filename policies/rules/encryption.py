@@ -332,7 +332,7 @@ def _audit_logging(args: ResourceValidationArgs, report: ReportViolation) -> Non
     required = list(settings(args, AUDIT_CONFIG)["requiredLogTypes"])
     f = Findings(report)
     enabled = items(args.props, "enabledClusterLogTypes")
-    known = set(iter_known(enabled, f))
+    known = [t for t in iter_known(enabled, f)]
     if not isinstance(enabled, Unknown) and len(known) == len(enabled):
         missing = [t for t in required if t not in known]
         if missing:

@@ -313,18 +313,30 @@ _MULTI_REPLICA = (k8s.DEPLOYMENT, k8s.STATEFUL_SET)
 
 
 def selector_matches(selector: Any, labels: dict[str, Any]) -> bool:
-    """Kubernetes label-selector semantics for matchLabels and matchExpressions; an empty selector matches all."""
+    """Kubernetes label-selector semantics for matchLabels and matchExpressions; an empty selector matches all.
+
+    A malformed selector (which the API server would reject) matches nothing.
+    """
     if not isinstance(selector, dict):
         return False
-    for k, v in (selector.get("matchLabels") or {}).items():
+    match_labels = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if not isinstance(match_labels, dict) or not isinstance(expressions, list):
+        return False
+    for k, v in match_labels.items():
         if labels.get(k) != v:
             return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+    for expr in expressions:
+        if not isinstance(expr, dict) or not isinstance(expr.get("key"), str):
+            return False
+        key, op, values = expr["key"], expr.get("operator"), expr.get("values") or []
+        values = values if isinstance(values, list) else []
         present = key in labels
         if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and present and labels[key] in values):
             return False
         if (op == "Exists" and not present) or (op == "DoesNotExist" and present):
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
             return False
     return True
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import os
 import secrets
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from servekit.spec import WorkloadProfile
 
+USERS_PER_PROCESS = 256  # streams one Locust process carries comfortably (benchmarks/loadtest_client_overhead.py)
 API_KEY_ENV = "SERVEKIT_API_KEY"  # read by the worker, sent as a bearer token, never logged or reported
 
 
@@ -38,3 +41,8 @@ class LoadConfig:
 
     def with_concurrency(self, n: int) -> LoadConfig:
         return replace(self, concurrency=n)
+
+
+def default_processes(concurrency: int) -> int:
+    """One load-generator process per USERS_PER_PROCESS users, at most one per CPU."""
+    return max(1, min(os.cpu_count() or 1, math.ceil(concurrency / USERS_PER_PROCESS)))

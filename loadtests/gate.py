@@ -42,14 +42,12 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from loadtests.config import LoadConfig
+from loadtests.config import LoadConfig, default_processes
 from loadtests.reports import write_report
 from loadtests.runner import RunPlan, run
 from loadtests.sla import SlaTarget, evaluate, to_markdown
 from servekit.errors import EXIT_ENVIRONMENT, EXIT_USAGE
 from servekit.spec import WorkloadProfile
-
-USERS_PER_PROCESS = 256  # the benchmark's comfortable load per Locust process
 
 
 class GateConfigError(ValueError):
@@ -114,7 +112,7 @@ def plan_from_env(env: Mapping[str, str]) -> tuple[RunPlan, SlaTarget]:
     except ValueError:
         allowed = ", ".join(w.value for w in WorkloadProfile)
         raise GateConfigError(f"SERVEKIT_WORKLOAD={workload_raw!r} is not one of {allowed}") from None
-    default_procs = max(1, min(os.cpu_count() or 1, math.ceil(concurrency / USERS_PER_PROCESS)))
+    default_procs = default_processes(concurrency)
     load = LoadConfig(endpoint=endpoint, model=model, concurrency=concurrency, workload=workload,
                       max_tokens=_int(env, "SERVEKIT_MAX_TOKENS"),
                       request_timeout_s=_need(_float(env, "SERVEKIT_REQUEST_TIMEOUT_SECONDS", max(60.0, 4 * p95))))

@@ -101,7 +101,8 @@ def register(app: typer.Typer) -> None:
         completions: Annotated[bool, typer.Option("--completions", help="Use /v1/completions, not chat.")] = False,
         timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Per-request timeout, seconds "
                                                       "(default max(60, 4 x p95)).")] = None,
-        processes: Annotated[int, typer.Option("--processes", min=1, help="Locust processes (one per core).")] = 1,
+        processes: Annotated[int | None, typer.Option("--processes", min=1, help="Locust processes (default: one "
+                                                      "per 256 users, at most one per CPU).")] = None,
         sweep: Annotated[bool, typer.Option("--sweep", help="Step concurrency 1, 2, 4, ... to find the knee.")]
         = False,
         sweep_cap: Annotated[int | None, typer.Option("--sweep-cap", min=1, help="Largest sweep step "
@@ -115,7 +116,7 @@ def register(app: typer.Typer) -> None:
         = None,
     ) -> None:
         """Load-test an endpoint with Locust and judge its p95 latency SLA (PASS/FAIL/INCONCLUSIVE/INVALID)."""
-        from loadtests.config import LoadConfig
+        from loadtests.config import LoadConfig, default_processes
         from loadtests.reports import write_report, write_sweep
         from loadtests.runner import RunPlan, run
         from loadtests.sla import SlaTarget, evaluate, to_markdown
@@ -142,6 +143,7 @@ def register(app: typer.Typer) -> None:
         load = LoadConfig(endpoint=endpoint, model=model, concurrency=conc, workload=prof, chat=not completions,
                           max_tokens=max_tokens, request_timeout_s=timeout or max(60.0, 4 * p95_s))
         target = SlaTarget(p95_e2e_s=p95_s, p95_ttft_s=ttft_s, concurrency=conc, max_error_rate=err_rate)
+        procs = processes or default_processes(conc)
         to_stdout = json_out is not None and str(json_out) == "-"
         json_path = None if to_stdout else json_out
 
@@ -156,12 +158,12 @@ def register(app: typer.Typer) -> None:
 
             if sweep:
                 result = run_sweep(load, target, duration_s=duration, cap=sweep_cap or 4 * conc, replicas=replicas,
-                                   warmup_waves=warmup_waves, processes=processes, target_rps=target_rps,
+                                   warmup_waves=warmup_waves, processes=procs, target_rps=target_rps,
                                    max_num_seqs=max_num_seqs, predicted_knee=predicted_knee,
                                    progress=progress)
             else:
                 report = evaluate(run(RunPlan(load=load, duration_s=duration, warmup_waves=warmup_waves,
-                                              processes=processes), progress), target)
+                                              processes=procs), progress), target)
         if sweep:
             write_sweep(result, json_path=json_path, markdown_path=markdown_out, html_path=html_out)
             if to_stdout:

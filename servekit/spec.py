@@ -458,6 +458,73 @@ class ModelStoreSpec(Frozen):
     enabled: bool = True
 
 
+class PrometheusMode(StrEnum):
+    """Where the stack's Prometheus lives (components/monitoring.py, docs/monitoring.md)."""
+
+    IN_CLUSTER = "in-cluster"  # kube-prometheus-stack in namespace monitoring (Prometheus, Alertmanager, Grafana)
+    AMP = "amp"  # Amazon Managed Service for Prometheus: workspace, managed scraper, rules, alert manager
+    NONE = "none"  # no Prometheus at all; CloudWatch (if enabled) is the only alerting path
+
+
+# Values CloudWatch Logs accepts for retentionInDays (PutRetentionPolicy).
+CLOUDWATCH_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                             2557, 2922, 3288, 3653)
+# AMP keeps samples 150 days unless configured, at most 1095 days (AMP user guide, workspace configuration).
+AMP_MAX_RETENTION_DAYS = 1095
+# A pragmatic address check (no DNS lookups): one @, a dot in the domain, no spaces or quotes. SNS sends a
+# confirmation mail to each address; a subscription stays pending until its owner confirms it.
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+class MonitoringSpec(Frozen):
+    """``servekit:monitoring``: Prometheus mode, CloudWatch, where alerts go.
+
+    ``retentionDays`` is the Prometheus retention (in-cluster TSDB, or the AMP workspace's);
+    ``storageGib`` the in-cluster Prometheus volume. ``logRetentionDays`` overrides, for the
+    monitoring log groups only, the platform's retention (30 days dev, 365 prod or sensitive data).
+    """
+
+    prometheus: PrometheusMode = PrometheusMode.IN_CLUSTER
+    retention_days: Annotated[int, Field(ge=1, le=AMP_MAX_RETENTION_DAYS)] = 15
+    storage_gib: Annotated[int, Field(ge=10, le=16384)] = 50
+    alert_emails: list[str] = Field(default_factory=list)
+    cloudwatch: bool = True
+    log_retention_days: int | None = None
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        bad = [e for e in v if not EMAIL.fullmatch(e) or len(e) > 254]
+        if bad:
+            raise ValueError(f"alertEmails: not an e-mail address: {', '.join(repr(b) for b in bad)}")
+        lowered = [e.lower() for e in v]
+        dupes = sorted({e for e in lowered if lowered.count(e) > 1})
+        if dupes:
+            raise ValueError(f"alertEmails: repeated address(es): {', '.join(dupes)}")
+        return v
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int | None) -> int | None:
+        if v is not None and v not in CLOUDWATCH_RETENTION_DAYS:
+            raise ValueError(f"logRetentionDays {v} is not a CloudWatch Logs retention; allowed: "
+                             f"{', '.join(str(d) for d in CLOUDWATCH_RETENTION_DAYS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> MonitoringSpec:
+        given = self.model_fields_set
+        if "storage_gib" in given and self.prometheus is not PrometheusMode.IN_CLUSTER:
+            raise ValueError(
+                f"storageGib only applies to prometheus: in-cluster (prometheus is {self.prometheus.value})")
+        if "retention_days" in given and self.prometheus is PrometheusMode.NONE:
+            raise ValueError("retentionDays has no Prometheus to apply to (prometheus is none)")
+        if self.prometheus is PrometheusMode.NONE and not self.cloudwatch:
+            raise ValueError("prometheus none with cloudwatch false leaves the stack without any alerting")
+        return self
+
+
 class DeploymentSpec(Frozen):
     """The whole stack file, validated."""
 
@@ -471,6 +538,23 @@ class DeploymentSpec(Frozen):
     budget_monthly_usd: Annotated[float, Field(gt=0)] | None = None
     sla_gate: bool = True
     model_store: ModelStoreSpec = ModelStoreSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _monitoring_default(cls, data: object) -> object:
+        """``monitoring.prometheus`` defaults to in-cluster, or to amp when ``network.egress`` is none
+        (an air-gapped VPC cannot pull kube-prometheus-stack's images; see the after-validator)."""
+        if not isinstance(data, dict):
+            return data
+        network = data.get("network")
+        egress = network.get("egress") if isinstance(network, dict) else getattr(network, "egress", None)
+        if str(getattr(egress, "value", egress)) != Egress.NONE.value:
+            return data
+        monitoring = data.get("monitoring", {})
+        if isinstance(monitoring, dict) and "prometheus" not in monitoring:
+            return {**data, "monitoring": {**monitoring, "prometheus": PrometheusMode.AMP.value}}
+        return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> DeploymentSpec:
@@ -497,4 +581,14 @@ class DeploymentSpec(Frozen):
             if hub_loras:
                 raise ValueError(f"network.egress is none, so LoRA adapters must come from s3://; hf:// given for: "
                                  f"{', '.join(hub_loras)}")
+            if self.monitoring.prometheus is PrometheusMode.IN_CLUSTER:
+                raise ValueError(
+                    "network.egress is none, so monitoring.prometheus cannot be in-cluster (kube-prometheus-stack "
+                    "pulls from quay.io, registry.k8s.io and docker.io under chart-specific image keys); use amp "
+                    "or none")
+        autoscaled = [m.name for m in self.models if m.autoscaling is not None]
+        if autoscaled and self.monitoring.prometheus is not PrometheusMode.IN_CLUSTER:
+            raise ValueError(
+                f"autoscaling reads the queue from the in-cluster Prometheus (KEDA), but monitoring.prometheus is "
+                f"{self.monitoring.prometheus.value}; autoscaling given for: {', '.join(autoscaled)}")
         return self

@@ -386,7 +386,7 @@ _ROWS: tuple[PolicyMeta, ...] = (
     PolicyMeta(
         "serving-workload-labels", "Serving workloads carry their compliance facts", "licensing",
         "Every model-serving workload carries servekit.io/model, servekit.io/license, "
-        "servekit.io/commercial-use (true|false), servekit.io/data-classification (an allowed class) and "
+        "servekit.io/commercial-use (true or false), servekit.io/data-classification (an allowed class) and "
         "servekit.io/sla-p95-seconds (a positive number).",
         Severity.MEDIUM, MANDATORY,
         (_c(ISO, "A.5.13", "Labelling of information"), _SOC2_C11,
@@ -460,8 +460,8 @@ _ROWS: tuple[PolicyMeta, ...] = (
     ),
     PolicyMeta(
         "monthly-budget", "Estimated monthly cost within budget", "budget",
-        "The sum of servekit:monthly-cost-usd over the stack's resources is at most budgetMonthlyUsd, "
-        "and no GPU node group lacks a cost estimate.",
+        "The sum of servekit:monthly-cost-usd over the stack's EKS node groups is at most budgetMonthlyUsd, "
+        "and no GPU node group lacks a cost estimate (copies of the tag on launch templates are not counted).",
         Severity.HIGH, MANDATORY,
         (_c(FINOPS, "Budgeting", "Budgets set and enforced before spend"), _SOC2_A11),
         "Run servekit cost --stack S, then reduce replicas, quantize, choose a cheaper GPU or purchase "

@@ -1,4 +1,4 @@
-"""The budget: the stack's estimated monthly cost (servekit:monthly-cost-usd tags) within budgetMonthlyUsd."""
+"""The budget: the node groups' estimated monthly cost (servekit:monthly-cost-usd tags) within budgetMonthlyUsd."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def _budget(args: StackValidationArgs, report: ReportViolation) -> None:
     f = Findings(report)
     total = 0.0
     parts: list[tuple[float, str]] = []
-    for r in args.resources:
-        if not r.resource_type.startswith("aws:"):
-            continue
+    # Node groups only: the same tag is copied onto launch templates and instances for cost
+    # allocation, and counting those copies would bill a node group two or three times.
+    for r in aws.resources_of(args.resources, aws.NODE_GROUP):
         tags = entries(r.props, "tags")
         if isinstance(tags, Unknown):
             f.unknown(tags)
@@ -36,10 +36,7 @@ def _budget(args: StackValidationArgs, report: ReportViolation) -> None:
             f.unknown(raw)
             continue
         if raw is None:
-            gpu = r.resource_type == aws.NODE_GROUP and aws.is_gpu_node_group(
-                r.props, tags, aws.instance_types(r.props, f)
-            )
-            if gpu:
+            if aws.is_gpu_node_group(r.props, tags, aws.instance_types(r.props, f)):
                 f.violation(f"GPU node group {r.name!r} has no {aws.COST_TAG} tag, so the budget cannot be checked.",
                             r.urn)
             continue
@@ -51,7 +48,8 @@ def _budget(args: StackValidationArgs, report: ReportViolation) -> None:
         parts.append((amount, r.name))
     if total > float(budget) and not f.unknowns:
         top = ", ".join(f"{name} ${amount:,.0f}" for amount, name in sorted(parts, reverse=True)[:5])
-        f.violation(f"Estimated monthly cost ${total:,.0f} exceeds the budget ${float(budget):,.0f} ({top}).")
+        f.violation(f"Estimated monthly cost ${total:,.0f} of the node groups exceeds the budget "
+                    f"${float(budget):,.0f} ({top}).")
     f.done()
 
 

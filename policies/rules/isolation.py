@@ -103,7 +103,7 @@ def _nodes_private(args: StackValidationArgs, report: ReportViolation) -> None:
             if _subnet_is_public(s, f):
                 f.violation(
                     f"Node group {ng.name!r} is placed in public subnet {s.name!r} (mapPublicIpOnLaunch or "
-                    "kubernetes.io/role/elb); GPU nodes must live in private subnets.",
+                    "kubernetes.io/role/elb); worker nodes must live in private subnets.",
                     ng.urn,
                 )
     f.done()

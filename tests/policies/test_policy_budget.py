@@ -23,9 +23,14 @@ def test_exactly_at_budget_passes() -> None:
     assert violated(s, "prod") == set()
 
 
-def test_costs_on_other_resources_count() -> None:
-    s = deepcopy(GOOD["dev"])  # 587.50 on the GPU group; dev's budget is 3,000
-    s["nat"].props["tags"] = {"servekit:monthly-cost-usd": "2500"}
+def test_tag_copies_on_launch_templates_are_not_counted_twice() -> None:
+    # The kit copies a node group's tags onto its launch template (so instances carry them); the
+    # budget counts node groups only. 2 x 2,500 would exceed dev's 3,000; 2,500 once does not.
+    s = deepcopy(GOOD["dev"])
+    s["gpu-chat"].props["tags"]["servekit:monthly-cost-usd"] = "2500"
+    s["node-template"].props["tags"] = dict(s["gpu-chat"].props["tags"])
+    assert violated(s, "dev") == set()
+    s["gpu-chat"].props["tags"]["servekit:monthly-cost-usd"] = "3000.01"
     assert violated(s, "dev") == {NAME}
 
 

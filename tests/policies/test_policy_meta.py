@@ -123,6 +123,7 @@ def test_readme_documents_every_policy() -> None:
         assert p.enforcement_level is not None and p.enforcement_level.value in line
         for control in META[name].controls:
             assert control.reference in line, (name, control.reference)
+        assert META[name].description in line and META[name].remediation in line  # generated from _meta.py
     assert "--policy-pack-config policies/config/prod.json" in text
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi_policy import PolicyProviderResource, PolicyResource
 
-from ._props import Findings, Unknown, entries, get, json_doc, text
+from ._props import Findings, Unknown, entries, get, items, iter_known, json_doc, text
 
 CLUSTER = "aws:eks/cluster:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -132,8 +132,6 @@ def resources_of(resources: Iterable[PolicyResource], *types: str) -> list[Polic
 
 def instance_types(props: Any, f: Findings) -> list[str]:
     """A node group's known instanceTypes (unknown ones are recorded)."""
-    from ._props import items, iter_known
-
     return [t for t in iter_known(items(props, "instanceTypes"), f) if isinstance(t, str)]
 
 

@@ -110,8 +110,8 @@ _ROWS: tuple[PolicyMeta, ...] = (
     # ------------------------------------------------------------------ isolation
     PolicyMeta(
         "eks-endpoint-private", "EKS API endpoint private or CIDR-limited", "isolation",
-        "The EKS API endpoint is private, or public only to an explicit allowlist of CIDRs (never "
-        "0.0.0.0/0, which is what AWS uses when publicAccessCidrs is omitted).",
+        "The EKS API endpoint has private access on and is either private-only or public only to an explicit "
+        "allowlist of CIDRs (never 0.0.0.0/0, which is what AWS uses when publicAccessCidrs is omitted).",
         Severity.CRITICAL, MANDATORY,
         (_c(CIS_EKS, "5.4.2", "Ensure clusters are created with Private Endpoint Enabled and Public Access Disabled"),
          _c(CIS_EKS, "5.4.1", "Restrict Access to the Control Plane Endpoint"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
 from . import _aws as aws
@@ -23,8 +25,6 @@ TYPES_CONFIG: Schema = {
 
 
 def _allowed(instance_type: str, patterns: list[str]) -> bool:
-    from fnmatch import fnmatchcase
-
     return any(fnmatchcase(instance_type, p) for p in patterns)
 
 

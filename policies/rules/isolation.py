@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pulumi_policy import (
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     StackValidationArgs,
@@ -45,10 +46,10 @@ def _eks_endpoint(args: ResourceValidationArgs, report: ReportViolation) -> None
             f.violation(f"vpcConfig.endpointPublicAccess {why}; this stack requires a private-only endpoint.")
         else:
             _check_public_cidrs(args, int(cfg["minPublicCidrPrefixLength"]), f)
-    needs_private = require_private or public is False
+    # Always required: without it nodes reach the API over the internet (CIS EKS 5.4.2 wants it enabled).
     if isinstance(private, Unknown):
         f.unknown(private)
-    elif private is not True and needs_private:
+    elif private is not True:
         f.violation("vpcConfig.endpointPrivateAccess must be true so nodes and operators reach the API inside the VPC.")
     f.done()
 
@@ -76,7 +77,7 @@ eks_endpoint_private = resource_policy("eks-endpoint-private", _eks_endpoint, EN
 # ------------------------------------------------------------------ eks-nodes-private-subnets
 
 
-def _subnet_is_public(subnet: Any, f: Findings) -> bool:
+def _subnet_is_public(subnet: PolicyResource, f: Findings) -> bool:
     mapped = flag(get(subnet.props, "mapPublicIpOnLaunch"))
     if isinstance(mapped, Unknown):
         f.unknown(mapped)

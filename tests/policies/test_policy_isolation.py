@@ -47,10 +47,11 @@ class TestEksEndpointPrivate:
         [v] = evaluate(s, "dev")
         assert v.policy == self.name and cidr in v.message
 
-    def test_private_access_must_be_on(self) -> None:
-        s = deepcopy(GOOD["prod"])
+    @pytest.mark.parametrize("kind", ["dev", "prod"])
+    def test_private_access_must_be_on(self, kind: str) -> None:
+        s = deepcopy(GOOD[kind])  # also with a CIDR-limited public endpoint (dev)
         s["cluster"].props["vpcConfig"]["endpointPrivateAccess"] = False
-        assert violated(s, "prod") == {self.name}
+        assert violated(s, kind) == {self.name}
 
     def test_unknown_at_preview_defers_instead_of_guessing(self) -> None:
         props = deepcopy(GOOD["prod"]["cluster"].props)

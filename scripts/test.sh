@@ -22,6 +22,6 @@ bash scripts/ensure_vllm_venv.sh
 echo "==> ruff" >&2
 .venv/bin/ruff check .
 echo "==> mypy" >&2
-.venv/bin/mypy servekit components loadtests
+.venv/bin/mypy servekit components loadtests policies
 echo "==> pytest" >&2
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -23,7 +23,7 @@ from servekit.sizing import (
     place_most_faithful,
     weight_bytes,
 )
-from servekit.spec import KvCacheDtype, ModelDeployment, Quantization, SlaSpec
+from servekit.spec import KvCacheDtype, ModelDeployment, Quantization
 
 CAT = default_catalog()
 
@@ -115,7 +115,7 @@ def test_field_report_memory_table_within_10_percent(model_id: str, fp16: float,
 
 def test_int4_scale_overhead() -> None:
     # 4-bit weights + one fp16 scale and one 4-bit zero per group of 128: 0.5 + 2.5/128 bytes.
-    assert INT4_BYTES_PER_PARAM == pytest.approx(0.51953125)
+    assert pytest.approx(0.51953125) == INT4_BYTES_PER_PARAM
 
 
 def test_tp_legality_examples_from_reference() -> None:

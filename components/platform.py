@@ -46,6 +46,7 @@ from servekit.spec import DataClassification, DeploymentSpec, Egress, NodeOs
 # Modules whose ``attach(ctx)`` runs after the AWS side, in this order (later ones see earlier outputs).
 EXTENSION_MODULES: tuple[str, ...] = (
     "components.vllm_service",  # the models: VllmService per placement, model store, image mirror, KEDA
+    "components.monitoring",  # CloudWatch (Container Insights, PromQL SLA alarms), Prometheus, SNS alerts
 )
 
 VLLM_PORT = 8000  # vLLM's OpenAI server default

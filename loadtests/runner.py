@@ -6,9 +6,11 @@ Protocol of a run (every phase has a deadline, so a run always ends):
 2. Warm-up: wait until every user has finished ``warmup_waves`` requests (a cold pod's first
    requests compile CUDA graphs and fill caches); those requests are not measured. If that takes
    longer than ``warmup_timeout_s`` the window starts anyway and the result says so.
-3. Window: ``duration_s`` seconds. A request belongs to the window when it was *sent* in it. Client
-   CPU (psutil, per worker pid, once a second), the workers' event-loop lag and, when the endpoint
-   has one, vLLM's ``/metrics`` are sampled meanwhile.
+3. Window: ``duration_s`` seconds (extended up to 3x while fewer than ``min_window_requests``
+   were sent, so a short sweep step at concurrency 1 still has a percentile). A request belongs
+   to the window when it was *sent* in it. Client CPU (psutil, per worker pid, once a second), the
+   workers' event-loop lag and, when the endpoint has one, vLLM's ``/metrics`` are sampled
+   meanwhile.
 4. Stop: the workers start no new request and drain the ones in flight up to ``drain_grace_s``
    (default: the request timeout, so every request ends or times out); whatever is still running
    then is reported as an ``in_flight_at_stop`` failure, never dropped. Requests sent in the window
@@ -50,6 +52,11 @@ class RunPlan:
     cpu_affinity: tuple[int, ...] | None = None  # pin worker i to cpu_affinity[i % len]
     scrape_metrics: bool = True
     ready_timeout_s: float = 60.0
+    min_window_requests: int = 0  # extend the window (up to 3 x duration) until this many were sent
+
+    @property
+    def max_window_s(self) -> float:
+        return self.duration_s * 3 if self.min_window_requests else self.duration_s
 
     @property
     def warmup_deadline_s(self) -> float:
@@ -64,7 +71,7 @@ class RunPlan:
     @property
     def hard_limit_s(self) -> float:
         """The longest a run can take, by construction (start + warm-up + window + drain + exit)."""
-        return self.ready_timeout_s + self.warmup_deadline_s + self.duration_s + self.grace_s + 30.0
+        return self.ready_timeout_s + self.warmup_deadline_s + self.max_window_s + self.grace_s + 30.0
 
 
 @dataclass
@@ -258,6 +265,10 @@ def run(plan: RunPlan, progress: Progress | None = None) -> RunResult:
                     in_window = sum(1 for s in samples if s.start >= t0)
                     say(f"measuring: {now - t0:.0f}/{plan.duration_s:.0f}s, {in_window} requests",
                         0.05 + 0.9 * (now - t0) / plan.duration_s)
+                if now >= t1 and plan.min_window_requests and now < t0 + plan.max_window_s:
+                    sent = sum(1 for s in samples if s.start >= t0) + sum(w.last_inflight for w in workers)
+                    if sent < plan.min_window_requests:
+                        t1 = now + 0.25  # too few requests for a percentile yet: keep measuring
                 if now >= t1:
                     if server is not None and before is not None:
                         after = servermetrics.scrape(load.endpoint, headers)

@@ -20,6 +20,8 @@ from loadtests.config import LoadConfig
 from loadtests.runner import RunPlan, run
 from loadtests.sla import Report, SlaTarget, ValidityLimits, Verdict, evaluate
 
+MIN_STEP_REQUESTS = 20  # p95 of 20 is the 19th: one stray slow request cannot decide a step
+
 
 def concurrency_steps(cap: int, start: int = 1) -> list[int]:
     if cap < 1:
@@ -128,7 +130,7 @@ def sweep(load: LoadConfig, target: SlaTarget, *, duration_s: float, cap: int, r
                 progress(f"step {i + 1}/{len(steps)} (concurrency {c}): {msg}", (i + frac) / len(steps))
 
         plan = RunPlan(load=load.with_concurrency(c), duration_s=duration_s, warmup_waves=warmup_waves,
-                       processes=processes)
+                       processes=processes, min_window_requests=MIN_STEP_REQUESTS)
         result = run(plan, step_progress)
         step_target = SlaTarget(p95_e2e_s=target.p95_e2e_s, p95_ttft_s=target.p95_ttft_s, concurrency=c,
                                 max_error_rate=target.max_error_rate)

@@ -14,6 +14,7 @@ timeouts, Locust's own statistics and event hooks), with retries off so no failu
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
@@ -135,36 +136,52 @@ def _read_stream(resp: ResponseContextManager, *, chat: bool, user: int, start: 
     if ghc._body_buffer:  # body bytes that came with the headers, so at t_headers
         acc.feed(bytes(ghc._body_buffer), t_headers)
         del ghc._body_buffer[:]
-    while not ghc.message_complete:
-        sock = ghc._sock
-        if sock is None:
-            break
-        remaining = deadline - time.perf_counter()
-        try:
-            if remaining <= 0:
-                raise TimeoutError
-            sock.settimeout(remaining)
-            data = sock.recv(65536)
-            t = time.perf_counter()  # stamped before any parsing
-        except TimeoutError:
-            _discard(ghc)
-            return failed(user, start, time.perf_counter(), TIMEOUT,
-                          f"no complete response within {deadline - start:.1f}s "
-                          f"({acc.content_chunks} content chunks received)", rid)
-        except OSError as e:
-            _discard(ghc)
-            return failed(user, start, time.perf_counter(), CONNECTION, repr(e), rid)
-        if not data:
-            _discard(ghc)
-            break  # closed by the server before the body ended: the accumulator calls it truncated
-        try:
-            ghc.feed(data)  # HTTP de-chunking; releases the socket to the pool at message end
-        except Exception as e:
-            _discard(ghc)
-            return failed(user, start, t, CONNECTION, f"bad HTTP framing: {e!r}", rid)
-        if ghc._body_buffer:
-            acc.feed(bytes(ghc._body_buffer), t)
-            del ghc._body_buffer[:]
+    remaining = deadline - time.perf_counter()
+    if remaining <= 0 and not ghc.message_complete:
+        _discard(ghc)
+        return failed(user, start, time.perf_counter(), TIMEOUT, "headers came after the request timeout", rid)
+    # One timer for the whole body, not a socket timeout per recv: gevent arms and disarms a timer
+    # on every blocking recv that has a timeout, which costs more than parsing the chunk.
+    timer = gevent.Timeout(max(remaining, 0.0))
+    first_sock = ghc._sock
+    pooled_timeout = first_sock.gettimeout() if first_sock is not None else None
+    timer.start()
+    try:
+        if first_sock is not None:
+            first_sock.settimeout(None)
+        while not ghc.message_complete:
+            sock = ghc._sock
+            if sock is None:
+                break
+            try:
+                data = sock.recv(65536)
+                t = time.perf_counter()  # stamped before any parsing
+            except OSError as e:
+                _discard(ghc)
+                return failed(user, start, time.perf_counter(), CONNECTION, repr(e), rid)
+            if not data:
+                _discard(ghc)
+                break  # closed by the server before the body ended: the accumulator calls it truncated
+            try:
+                ghc.feed(data)  # HTTP de-chunking; releases the socket to the pool at message end
+            except Exception as e:
+                _discard(ghc)
+                return failed(user, start, t, CONNECTION, f"bad HTTP framing: {e!r}", rid)
+            if ghc._body_buffer:
+                acc.feed(bytes(ghc._body_buffer), t)
+                del ghc._body_buffer[:]
+    except gevent.Timeout as e:
+        if e is not timer:
+            raise
+        _discard(ghc)
+        return failed(user, start, time.perf_counter(), TIMEOUT,
+                      f"no complete response within {deadline - start:.1f}s "
+                      f"({acc.content_chunks} content chunks received)", rid)
+    finally:
+        timer.close()
+        if first_sock is not None:
+            with contextlib.suppress(OSError):
+                first_sock.settimeout(pooled_timeout)  # the pool's next request relies on it
     return acc.sample(user=user, start=start, end=time.perf_counter(), expected_finish="length",
                       expected_tokens=expected_tokens, request_id=rid)
 

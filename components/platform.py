@@ -47,6 +47,7 @@ from servekit.spec import DataClassification, DeploymentSpec, Egress, NodeOs
 EXTENSION_MODULES: tuple[str, ...] = (
     "components.vllm_service",  # the models: VllmService per placement, model store, image mirror, KEDA
     "components.monitoring",  # CloudWatch (Container Insights, PromQL SLA alarms), Prometheus, SNS alerts
+    "components.sla_gate",  # slaGate: a Locust Job per model after each deploy; fails `pulumi up` unless PASS
 )
 
 VLLM_PORT = 8000  # vLLM's OpenAI server default

@@ -141,6 +141,9 @@ def test_sweep_finds_the_knee() -> None:
         result = sweep(load, SlaTarget(p95_e2e_s=0.7, concurrency=8), duration_s=1.5, cap=32, limits=RELAXED)
     assert result.knee == 8, [(s.concurrency, s.report.p95_e2e_s, s.report.reasons) for s in result.steps]
     assert [s.concurrency for s in result.steps] == [1, 2, 4, 8, 16]  # stops at the first miss
+    # e2e >= 0.35 s, so 1.5 s holds at most 5 one-user requests: more means the step was extended
+    # (towards 20 requests, up to 3 x 1.5 s).
+    assert result.steps[0].report.samples >= 8
     body = result.to_json()
     assert body["knee"] == 8 and body["steps"][-1]["meetsSla"] is False
 

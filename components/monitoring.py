@@ -303,10 +303,18 @@ def alertmanager_route(topic_arn: str, region: str, stack: str) -> dict[str, Any
     }
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks (``alertmanager_config: |``, as AMP's examples write it)."""
+
+
+_BlockDumper.add_representer(str, lambda d, s: d.represent_scalar(
+    "tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
+
+
 def amp_alertmanager_definition(topic_arn: str, region: str, stack: str) -> str:
     """AMP's alert manager definition document: ``alertmanager_config: |`` holding the YAML."""
     inner = yaml.safe_dump(alertmanager_route(topic_arn, region, stack), sort_keys=False, width=100_000)
-    return yaml.safe_dump({"alertmanager_config": inner}, sort_keys=False, width=100_000, default_style=None)
+    return yaml.dump({"alertmanager_config": inner}, Dumper=_BlockDumper, sort_keys=False, width=100_000)
 
 
 def _keep(label: str, regex: str) -> dict[str, Any]:

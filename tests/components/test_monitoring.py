@@ -660,3 +660,22 @@ def check_prometheus_rule_spec(spec: dict[str, Any]) -> None:
                 assert all(isinstance(v, str) for v in r.get(k, {}).values())
             if "for" in r:
                 assert re.fullmatch(r"\d+[smhd]", r["for"])
+
+
+def test_alertmanager_configs_pass_amtool(tmp_path: Path) -> None:
+    """The in-cluster Alertmanager's config (release values) and AMP's (inside its definition document)."""
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool not installed (Debian package prometheus-alertmanager)")
+    configs = {
+        "dev": release(plan("dev"), "kube-prometheus-stack").inputs["values"]["alertmanager"]["config"],
+        "prod": yaml.safe_load(yaml.safe_load(one(plan("prod"), "aws:amp/alertManagerDefinition:AlertManagerDefinition")
+                                              .inputs["definition"])["alertmanager_config"]),
+    }
+    broken = json.loads(json.dumps(configs["dev"]))
+    broken["route"]["receiver"] = "nobody"  # the check can fail: a route to an undefined receiver
+    for name, cfg in {**configs, "broken": broken}.items():
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(yaml.safe_dump(cfg))
+        out = subprocess.run([amtool, "check-config", str(f)], capture_output=True, text=True, check=False)
+        assert (out.returncode == 0) is (name != "broken"), (name, out.stdout + out.stderr)

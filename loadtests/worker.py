@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import gevent
+import gevent.os
 import gevent.select
 import locust  # gevent-monkey-patches this process on import (no ssl/socket user is imported before it)
 from locust.env import Environment
@@ -46,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = LoadConfig.from_json(args["load"])
     first_user: int = args.get("firstUser", 0)
     users: int = args.get("users", cfg.concurrency)
-    out = sys.stdout.buffer
+    out_fd = sys.stdout.fileno()
+    # Cooperative writes: when the pipe to the controller is full (a burst of finished requests),
+    # only the writing greenlet waits; a blocking write would stall every stream's timestamps.
+    gevent.os.make_nonblocking(out_fd)
     pending: list[str] = []
 
     def emit(obj: dict[str, Any]) -> None:
@@ -54,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def flush() -> None:
         if pending:
-            data = ("\n".join(pending) + "\n").encode()
+            data = memoryview(("\n".join(pending) + "\n").encode())
             pending.clear()
-            out.write(data)
-            out.flush()
+            while data:
+                data = data[gevent.os.nb_write(out_fd, data):]
 
     factory = PromptFactory(model=cfg.model, workload=cfg.workload, nonce=cfg.nonce,
                             seed=cfg.seed + first_user, chat=cfg.chat, max_tokens=cfg.max_tokens,

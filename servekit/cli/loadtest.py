@@ -117,10 +117,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Load-test an endpoint with Locust and judge its p95 latency SLA (PASS/FAIL/INCONCLUSIVE/INVALID).
 
-        Closed loop at the SLA's batch size x replicas, one warm-up request per user excluded, exact
-        percentiles with a 95% confidence interval. Exit codes: 0 PASS, 1 FAIL, 4 INCONCLUSIVE
-        (measure longer), 5 INVALID (the client could not measure: CPU, concurrency, stragglers),
-        2 bad input. --sweep exits 0 when some concurrency met the SLA, else 1.
+        Closed loop at the SLA's batch size x replicas; one warm-up request per user is excluded.
+        Percentiles are exact, with a 95% confidence interval.
+        Exit codes: 0 PASS, 1 FAIL, 4 INCONCLUSIVE (measure longer), 5 INVALID (unmeasurable), 2 bad input.
+        --sweep exits 0 when some concurrency met the SLA, else 1.
         """
         from loadtests.config import LoadConfig, default_processes
         from loadtests.reports import write_report, write_sweep

@@ -171,7 +171,7 @@ class Report:
             "p95E2eSeconds": _num(self.p95_e2e_s),
             "p95TtftSeconds": _num(self.p95_ttft_s),
             "p95CiSeconds": [_num(self.p95_ci_s[0]), _num(self.p95_ci_s[1])],
-            "samples": self.samples,
+            "samples": self.samples,  # latency observations: successes plus censored (timed-out) requests
             "errorRate": round(self.error_rate, 6),
             "concurrency": self.concurrency,
             "achievedConcurrency": round(self.achieved_concurrency, 3),

@@ -263,3 +263,14 @@ def test_worktree_is_removed_when_planning_fails(repo: Path, monkeypatch: pytest
     assert base_roots, "the base was planned from a worktree"
     assert not any(r.exists() for r in base_roots)
     assert git(repo, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+def test_removed_stack_is_all_removed(diffs: dict[str, StackDiff]) -> None:
+    base = diffs["regulated"].head
+    assert base.plan is not None
+    d = compare("regulated", base, Snapshot(label="working tree", exists=False))
+    assert d.status == "removed"
+    assert len(d.removed) == len(base.plan["resources"]) and not d.added and not d.changed
+    assert [p.kind for p in d.placements] == ["removed"]
+    assert d.cost_after == 0.0 and d.cost_before is not None and d.cost_before > 0
+    assert "**stack removed**" in to_markdown(d)

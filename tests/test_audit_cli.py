@@ -197,6 +197,22 @@ def test_sarif_of_a_clean_repository_stack(capsys: pytest.CaptureFixture[str]) -
     assert log["runs"][0]["automationDetails"]["id"] == "servekit-audit/regulated/"
 
 
+def test_sarif_points_at_the_repository_stack_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = json.loads((CONFIG_DIR / "dev.json").read_text(encoding="utf-8"))
+    cfg["monthly-budget"] = {"budgetMonthlyUsd": 10}
+    (tmp_path / "dev.json").write_text(json.dumps(cfg), encoding="utf-8")
+    code, out, _ = run(capsys, "--stack", "dev", "--format", "sarif", "--policy-config", str(tmp_path / "dev.json"))
+    assert code == 1
+    log = json.loads(out)
+    assert not list(sarif_validator().iter_errors(log))
+    (result,) = log["runs"][0]["results"]
+    assert result["ruleId"] == "monthly-budget" and result["level"] == "error"
+    loc = result["locations"][0]
+    assert loc["physicalLocation"]["artifactLocation"]["uri"] == "stacks/Pulumi.dev.yaml"
+    root = "urn:pulumi:dev::servekit::pulumi:pulumi:Stack::servekit-dev"
+    assert loc["logicalLocations"][0]["fullyQualifiedName"] == root
+
+
 def test_the_schema_refuses_what_it_should() -> None:
     """The validation above can fail: a result without a message, or a bad level, is refused."""
     validator = sarif_validator()

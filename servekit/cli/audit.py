@@ -145,7 +145,7 @@ body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:
  color:#1b1f24;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{border:1px solid #d0d7de;padding:.35rem .5rem;
- vertical-align:top;text-align:left}th{background:#f6f8fa}
+ vertical-align:top;text-align:left;overflow-wrap:anywhere}th{background:#f6f8fa;overflow-wrap:normal}table.fixed{table-layout:fixed}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.9em;background:#f6f8fa;padding:0 .2em}
 .badge{display:inline-block;border-radius:1em;padding:0 .6em;font-weight:600;font-size:.85em;white-space:nowrap}
 .pass{background:#dafbe1;color:#116329}.fail{background:#ffebe9;color:#a40e26}
@@ -197,7 +197,9 @@ def render_html(report: AuditReport, generated: datetime | None = None) -> str:
         out.append(f'<p class="warn"><strong>Warning:</strong> {_e(w)}</p>')
     out.append("<h2>Violations</h2>")
     if report.violations:
-        out.append("<table><tr><th>Severity</th><th>Enforcement</th><th>Policy</th><th>Resource</th>"
+        out.append('<table class="fixed"><colgroup><col style="width:8%"><col style="width:11%">'
+                   '<col style="width:14%"><col style="width:24%"><col style="width:23%"><col style="width:20%">'
+                   "</colgroup><tr><th>Severity</th><th>Enforcement</th><th>Policy</th><th>Resource</th>"
                    "<th>Finding</th><th>Remediation</th></tr>")
         for v in report.violations:
             out.append(
@@ -211,11 +213,13 @@ def render_html(report: AuditReport, generated: datetime | None = None) -> str:
     out += [
         "<h2>Every policy</h2>",
         '<p class="muted"><em>Enforcement</em> is this stack\'s level (mandatory blocks a deployment, advisory '
-        "only reports); the pack default is shown where the stack's config changes it. <em>Resources checked</em> "
+        "only reports); the pack default is shown where the stack's config changes it. <em>Checked</em> "
         "counts the resources whose properties the policy read; a pass with none means nothing of the kinds it "
         "checks exists in this stack, or its configuration turns it off here. <em>Controls</em> are the framework "
         "controls the policy contributes evidence to, not a claim that the control is met by it alone.</p>",
-        "<table><tr><th>Policy</th><th>Severity</th><th>Enforcement</th><th>Status</th><th>Resources checked</th>"
+        '<table class="fixed"><colgroup><col style="width:27%"><col style="width:8%"><col style="width:11%">'
+        '<col style="width:11%"><col style="width:8%"><col style="width:16%"><col style="width:19%"></colgroup>',
+        "<tr><th>Policy</th><th>Severity</th><th>Enforcement</th><th>Status</th><th>Checked</th>"
         "<th>Controls</th><th>Remediation</th></tr>",
     ]
     for p in _sorted_policies(report):

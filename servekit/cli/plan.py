@@ -55,7 +55,7 @@ def render(plan: object) -> None:
         counts = Counter(_short(k.type) for k in kids if k.custom and not plan.children(k.urn))
         for comp in (k for k in kids if not k.custom or plan.children(k.urn)):
             n = sum(1 for d in plan.descendants(comp.urn) if d.custom)
-            label = f"{comp.name} [dim]{comp.type}[/]" + (f" - {n} resources" if n else "")
+            label = f"{comp.name} [dim]{comp.type}[/]" + (f" - {n} resource{'s' if n != 1 else ''}" if n else "")
             add(node.add(label), comp.urn)
         if counts:
             node.add(", ".join(f"{c} {t}" for t, c in sorted(counts.items(), key=lambda x: (-x[1], x[0]))))

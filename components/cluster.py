@@ -204,7 +204,8 @@ class Cluster(pulumi.ComponentResource):
         ebs_role = pod_role("ebs-csi", "service-role/AmazonEBSCSIDriverPolicy")
 
         def addon(addon_name: str, *, depends_on: Sequence[pulumi.Resource] = (),
-                  identity: tuple[aws.iam.Role, str] | None = None) -> aws.eks.Addon:
+                  identity: tuple[aws.iam.Role, str] | None = None,
+                  configuration: Mapping[str, object] | None = None) -> aws.eks.Addon:
             assoc = None
             if identity is not None:
                 assoc = [aws.eks.AddonPodIdentityAssociationArgs(role_arn=identity[0].arn,
@@ -213,13 +214,17 @@ class Cluster(pulumi.ComponentResource):
                 f"{name}-{addon_name}", cluster_name=eks.name, addon_name=addon_name,
                 addon_version=versions[addon_name], resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="PRESERVE", pod_identity_associations=assoc, tags=tags,
+                configuration_values=json.dumps(configuration) if configuration else None,
                 opts=child(self, depends_on=list(depends_on)))
 
         self.addons = {}
         self.addons["eks-pod-identity-agent"] = addon("eks-pod-identity-agent")
         self.addons["kube-proxy"] = addon("kube-proxy")
+        # The VPC CNI enforces NetworkPolicies only with its network-policy agent switched on; without
+        # it the serving namespaces' default-deny policies would be accepted and silently ignored.
         self.addons["vpc-cni"] = addon("vpc-cni", identity=(cni_role, "aws-node"),
-                                       depends_on=[self.addons["eks-pod-identity-agent"]])
+                                       depends_on=[self.addons["eks-pod-identity-agent"]],
+                                       configuration={"enableNetworkPolicy": "true"})
 
         lt = node_launch_template(f"{name}-system", parent=self, bottlerocket=spec.node_os is NodeOs.BOTTLEROCKET,
                                   volume_gib=SYSTEM_VOLUME_GIB, tags=with_tags(tags, **{"servekit:pool": "system"}))

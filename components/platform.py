@@ -193,7 +193,7 @@ class Platform(pulumi.ComponentResource):
 
         self.network = Network(f"{name}-network", NetworkArgs(
             stack=spec.stack, region=spec.region, network=spec.network, subnets=plan.subnets,
-            cluster_name=plan.cluster_name, single_nat=spec.environment == "dev", tags=tags,
+            cluster_name=plan.cluster_name, single_nat=spec.nat_gateways == 1, tags=tags,
             log_retention_days=plan.log_retention_days, account_id=identity.account_id, partition=partition,
         ), parent)
         self.cluster = Cluster(f"{name}-cluster", ClusterArgs(

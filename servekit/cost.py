@@ -496,10 +496,8 @@ def _fig(f: Figure, unit: str) -> str:
 
 
 def nat_gateways(spec: DeploymentSpec) -> int:
-    """NAT gateways the network creates: one per AZ, a single one for a dev stack (components/network.py)."""
-    if spec.network.egress is not Egress.NAT:
-        return 0
-    return 1 if spec.environment == "dev" else spec.network.az_count
+    """NAT gateways the network creates (the rule lives on DeploymentSpec.nat_gateways)."""
+    return spec.nat_gateways
 
 
 def fixed_lines(spec: DeploymentSpec, placements: list[Placement], prices: AwsPrices | None = None) -> list[CostLine]:

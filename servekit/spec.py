@@ -556,6 +556,14 @@ class DeploymentSpec(Frozen):
             return {**data, "monitoring": {**monitoring, "prometheus": PrometheusMode.AMP.value}}
         return data
 
+    @property
+    def nat_gateways(self) -> int:
+        """NAT gateways the network creates: none without NAT egress; one shared by all AZs in dev
+        (cost over AZ resilience); one per AZ otherwise, so an AZ outage never cuts the others' egress."""
+        if self.network.egress is not Egress.NAT:
+            return 0
+        return 1 if self.environment == "dev" else self.network.az_count
+
     @model_validator(mode="after")
     def _unique_names(self) -> DeploymentSpec:
         names = [m.name for m in self.models]

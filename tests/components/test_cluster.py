@@ -137,3 +137,12 @@ def test_k8s_provider_kubeconfig_is_built_from_the_cluster_and_holds_no_credenti
     assert user["exec"]["args"] == ["eks", "get-token", "--cluster-name", "servekit-prod", "--region", "us-east-1",
                                     "--output", "json"]
     assert p.outputs["kubeconfig"] == "[secret]"
+
+
+def test_vpc_cni_enforces_network_policies() -> None:
+    # The serving side relies on default-deny NetworkPolicies; the VPC CNI ignores them unless its
+    # network-policy agent is enabled through the add-on's configuration.
+    for p in all_plans():
+        cni = [r for r in resources(p, "aws:eks/addon:Addon") if r.inputs["addonName"] == "vpc-cni"]
+        assert len(cni) == 1, p.stack
+        assert json.loads(cni[0].inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}

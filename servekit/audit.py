@@ -686,8 +686,13 @@ def with_stack_budget(pack_config: Mapping[str, Any], stack_budget: Any, *, conf
     return config, []
 
 
-def audit_stack(stack: str, stacks_dir: Path | None = None, *, policy_config: Path | None = None) -> AuditReport:
-    """Plan ``stack`` offline and audit it with ``policy_config`` (default ``policies/config/<stack>.json``)."""
+def audit_stack(
+    stack: str, stacks_dir: Path | None = None, *, policy_config: Path | None = None, plan: Any = None,
+) -> AuditReport:
+    """Plan ``stack`` offline and audit it with ``policy_config`` (default ``policies/config/<stack>.json``).
+
+    ``plan``: the stack's plan when the caller already has it (``servekit plan``), to plan only once.
+    """
     from servekit.offline import _display, plan_stack, stack_config
     from servekit.stackfile import STACKS_DIR
 
@@ -698,7 +703,8 @@ def audit_stack(stack: str, stacks_dir: Path | None = None, *, policy_config: Pa
         raise UserError(f"no policy config for stack {stack!r}; create it or pass --policy-config FILE",
                         file=_display(config_path))
     pack_config = load_policy_config(config_path)
-    plan = plan_stack(stack, stacks_dir)
+    if plan is None:
+        plan = plan_stack(stack, stacks_dir)
     shown_config, shown_stack = _display(config_path), _display(path)
     effective, warnings = with_stack_budget(pack_config, config.get(STACK_BUDGET_KEY), config_file=shown_config,
                                             stack_file=shown_stack)

@@ -20,6 +20,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
+from servekit.audit import AuditReport
 from servekit.cli._common import console, err_console, print_json
 
 STACKS_DIR_ENV = "SERVEKIT_STACKS_DIR"
@@ -94,6 +95,17 @@ def render(plan: object) -> None:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
 
 
+def render_policy_summary(report: AuditReport, limit: int = 10) -> None:
+    """One line for the policy pack's verdict, then the violations that would block or warn."""
+    style = "green" if report.exit_code == 0 else "bold red"
+    console.print(f"[{style}]policy:[/] {report.summary_line()}")
+    for v in report.violations[:limit]:
+        level = "[red]mandatory[/]" if v.mandatory else "[yellow]advisory[/]"
+        console.print(f"  {level} {v.policy} on {v.resource_name}: {v.message}", soft_wrap=True)
+    if len(report.violations) > limit:
+        console.print(f"  ... {len(report.violations) - limit} more: servekit audit --stack {report.stack}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan(
@@ -102,11 +114,16 @@ def register(app: typer.Typer) -> None:
         stacks_dir_opt: Annotated[Path | None, typer.Option("--stacks-dir", hidden=True)] = None,
     ) -> None:
         """Show what `pulumi up` would create for a stack: components, placements, node groups, warnings."""
+        from servekit.audit import audit_stack
         from servekit.offline import plan_stack
 
         with err_console.status(f"planning stack {stack} (running the Pulumi program offline)", spinner="dots"):
             result = plan_stack(stack, stacks_dir(stacks_dir_opt))
+        with err_console.status("checking the policy pack", spinner="dots"):
+            report = audit_stack(stack, stacks_dir(stacks_dir_opt), plan=result)
         if as_json:
-            print_json(result.to_json())
+            print_json({**result.to_json(), "policy": {"passed": report.exit_code == 0, "summary": report.counts(),
+                                                       "violations": [v.to_json() for v in report.violations]}})
             return
         render(result)
+        render_policy_summary(report)

@@ -35,6 +35,24 @@ def test_plan_renders(stack: str, capsys: pytest.CaptureFixture[str]) -> None:
     for m in cfg["servekit:models"]:
         assert m["name"] in out
     assert "GPU node groups" in out and "Traceback" not in out + err
+    assert f"policy: PASS {stack}: 34 policies" in out
+
+
+def test_plan_shows_policy_violations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A non-commercial model in prod: the plan still renders (exit 0) and names the mandatory violation;
+    # `servekit audit` is the command that fails on it.
+    _, cfg = read_stack_config("prod")
+    cfg = copy.deepcopy(cfg)
+    cfg["servekit:models"][1]["model"] = "command-r-plus"
+    cfg["servekit:models"][1].update({"quantization": "gptq", "sla": {"p95E2eSeconds": 30, "concurrencyPerReplica": 8}})
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump({"config": cfg}))
+    code, out, err = run(capsys, "--stack", "prod", "--stacks-dir", str(tmp_path))
+    assert code == 0, err
+    assert "policy: FAIL prod" in out and "mandatory model-license-allowed" in out
+    code, out, _ = run(capsys, "--stack", "prod", "--stacks-dir", str(tmp_path), "--json")
+    data = json.loads(out)
+    assert data["policy"]["passed"] is False
+    assert {v["policy"] for v in data["policy"]["violations"]} >= {"model-license-allowed"}
 
 
 def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,12 +42,14 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from loadtests.config import LoadConfig, default_processes
+from loadtests.config import USERS_PER_PROCESS, LoadConfig, default_processes
 from loadtests.reports import write_report
 from loadtests.runner import RunPlan, run
 from loadtests.sla import SlaTarget, evaluate, to_markdown
 from servekit.errors import EXIT_ENVIRONMENT, EXIT_USAGE
 from servekit.spec import WorkloadProfile
+
+__all__ = ["USERS_PER_PROCESS", "GateConfigError", "main", "plan_from_env", "wait_healthy"]
 
 
 class GateConfigError(ValueError):

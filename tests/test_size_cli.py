@@ -63,3 +63,20 @@ def test_models_and_gpus_json() -> None:
 
 def test_run_app_in_process_returns_exit_code() -> None:
     assert run_app(app, ["size", "no-such-model"]) == 2
+
+
+def test_run_app_keeps_typer_exit_codes() -> None:
+    import typer
+
+    probe = typer.Typer()
+
+    @probe.command()
+    def fail() -> None:
+        raise typer.Exit(code=4)
+
+    @probe.command()
+    def ok() -> None:
+        return None
+
+    assert run_app(probe, ["fail"]) == 4
+    assert run_app(probe, ["ok"]) == 0

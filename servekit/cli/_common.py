@@ -26,7 +26,8 @@ def print_json(data: Any) -> None:
 def run_app(app: typer.Typer, args: list[str] | None = None) -> int:
     """Run the typer app; map our errors and usage errors to exit codes without tracebacks."""
     try:
-        app(args=args, standalone_mode=False)
+        # Without standalone mode click returns a `typer.Exit`'s code instead of raising it.
+        code = app(args=args, standalone_mode=False)
     except ServekitError as e:
         err_console.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True, highlight=False)
         return e.exit_code
@@ -38,4 +39,4 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> int:
     except click_exc.ClickException as e:
         e.show()
         return EXIT_USAGE if e.exit_code == 2 else e.exit_code
-    return 0
+    return code if isinstance(code, int) else 0

@@ -688,10 +688,13 @@ def with_stack_budget(pack_config: Mapping[str, Any], stack_budget: Any, *, conf
 
 def audit_stack(
     stack: str, stacks_dir: Path | None = None, *, policy_config: Path | None = None, plan: Any = None,
+    pack_defaults_if_missing: bool = False,
 ) -> AuditReport:
     """Plan ``stack`` offline and audit it with ``policy_config`` (default ``policies/config/<stack>.json``).
 
     ``plan``: the stack's plan when the caller already has it (``servekit plan``), to plan only once.
+    ``pack_defaults_if_missing``: a stack without a policy config file is audited at the pack's own
+    default enforcement levels (with a warning) instead of being an error - what ``plan`` wants.
     """
     from servekit.offline import _display, plan_stack, stack_config
     from servekit.stackfile import STACKS_DIR
@@ -699,10 +702,11 @@ def audit_stack(
     stacks_dir = stacks_dir if stacks_dir is not None else STACKS_DIR
     path, config, _notes = stack_config(stack, stacks_dir)
     config_path = policy_config if policy_config is not None else CONFIG_DIR / f"{stack}.json"
-    if policy_config is None and not config_path.exists():
+    missing = policy_config is None and not config_path.exists()
+    if missing and not pack_defaults_if_missing:
         raise UserError(f"no policy config for stack {stack!r}; create it or pass --policy-config FILE",
                         file=_display(config_path))
-    pack_config = load_policy_config(config_path)
+    pack_config = {} if missing else load_policy_config(config_path)
     if plan is None:
         plan = plan_stack(stack, stacks_dir)
     shown_config, shown_stack = _display(config_path), _display(path)
@@ -713,6 +717,8 @@ def audit_stack(
         package, _, name = key.partition(":")
         if package in ("aws", "kubernetes") and name:
             providers.setdefault(package, {})[name] = value
+    if missing:
+        warnings = [f"{shown_config} does not exist: audited at the pack's default enforcement levels", *warnings]
     report = audit_plan(plan, effective, provider_config=providers, policy_config_name=shown_config,
                         stack_file=shown_stack, warnings=warnings)
     report.stack_uri = artifact_uri(path)

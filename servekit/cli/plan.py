@@ -99,6 +99,8 @@ def render_policy_summary(report: AuditReport, limit: int = 10) -> None:
     """One line for the policy pack's verdict, then the violations that would block or warn."""
     style = "green" if report.exit_code == 0 else "bold red"
     console.print(f"[{style}]policy:[/] {report.summary_line()}")
+    for w in report.warnings:
+        console.print(f"  [yellow]! {w}[/]", soft_wrap=True)
     for v in report.violations[:limit]:
         level = "[red]mandatory[/]" if v.mandatory else "[yellow]advisory[/]"
         console.print(f"  {level} {v.policy} on {v.resource_name}: {v.message}", soft_wrap=True)
@@ -120,7 +122,7 @@ def register(app: typer.Typer) -> None:
         with err_console.status(f"planning stack {stack} (running the Pulumi program offline)", spinner="dots"):
             result = plan_stack(stack, stacks_dir(stacks_dir_opt))
         with err_console.status("checking the policy pack", spinner="dots"):
-            report = audit_stack(stack, stacks_dir(stacks_dir_opt), plan=result)
+            report = audit_stack(stack, stacks_dir(stacks_dir_opt), plan=result, pack_defaults_if_missing=True)
         if as_json:
             print_json({**result.to_json(), "policy": {"passed": report.exit_code == 0, "summary": report.counts(),
                                                        "violations": [v.to_json() for v in report.violations]}})

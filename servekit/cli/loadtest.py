@@ -134,7 +134,11 @@ def register(app: typer.Typer) -> None:
         if stack is not None:
             model, sla, replicas, max_num_seqs, predicted_knee = _stack_sla(stack, model)
             if endpoint is None:
-                raise UserError("--stack needs --endpoint as well (the stack's endpoint output is not read yet)")
+                # The Service is cluster-internal (private endpoint, NetworkPolicy): reach it through a tunnel.
+                raise UserError(
+                    f"--stack needs --endpoint as well: the model's Service is cluster-internal; run "
+                    f"`kubectl -n {model} port-forward svc/{model} 8000:8000` and pass --endpoint "
+                    f"http://127.0.0.1:8000 (in-cluster clients need a namespace labelled servekit.io/client=true)")
         elif endpoint is None or model is None:
             raise UserError("give --endpoint URL and --model NAME, or --stack S")
         if not endpoint.startswith(("http://", "https://")):

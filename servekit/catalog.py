@@ -36,6 +36,12 @@ def read_yaml(path: Path) -> object:
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise UserError("file not found", file=path) from None
+    except IsADirectoryError:
+        raise UserError("is a directory, not a YAML file", file=path) from None
+    except PermissionError:
+        raise UserError("not readable (permission denied)", file=path) from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"not valid YAML: not UTF-8 text ({e.reason} at byte {e.start})", file=path) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None

@@ -564,12 +564,17 @@ class DeploymentSpec(Frozen):
             return 0
         return 1 if self.environment == "dev" else self.network.az_count
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> DeploymentSpec:
-        names = [m.name for m in self.models]
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelDeployment]) -> list[ModelDeployment]:
+        names = [m.name for m in models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique in a stack; repeated: {', '.join(dupes)}")
+        return models
+
+    @model_validator(mode="after")
+    def _sources_and_monitoring(self) -> DeploymentSpec:
         if not self.model_store.enabled:
             s3 = [m.name for m in self.models if m.source is ModelSource.S3]
             if s3:

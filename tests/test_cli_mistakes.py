@@ -10,6 +10,8 @@ import yaml
 
 from servekit.cli import app
 from servekit.cli._common import run_app
+from servekit.cli.loadtest import _stack_sla
+from servekit.cli.plan import STACKS_DIR_ENV
 from servekit.stackfile import read_stack_config
 
 
@@ -42,3 +44,35 @@ def test_a_repeated_model_name_names_the_models_key(tmp_path: Path, capsys: pyte
     assert code == 2 and out == "" and "Traceback" not in err
     assert (f"{tmp_path / 'Pulumi.dev.yaml'}: config.servekit:models: model names must be unique in a stack; "
             "repeated: chat") in err
+
+
+def _stack_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str = "elsewhere") -> Path:
+    """The dev stack, copied to a stacks directory named by $SERVEKIT_STACKS_DIR under another name."""
+    _, cfg = read_stack_config("dev")
+    path = tmp_path / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump({"config": cfg}))
+    monkeypatch.setenv(STACKS_DIR_ENV, str(tmp_path))
+    return path
+
+
+def test_rules_reads_the_stacks_dir_plan_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    _stack_elsewhere(tmp_path, monkeypatch)
+    code, _, err = run(capsys, "rules", "--stack", "elsewhere", "-o", str(tmp_path / "rules"))
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "rules").iterdir()] == ["servekit-elsewhere.rules.yaml"]
+
+
+def test_preflight_checks_the_stack_from_the_stacks_dir_before_credentials(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _stack_elsewhere(tmp_path, monkeypatch)
+    path.write_text(path.read_text().replace("vpcCidr", "vpcCIDR"))
+    code, out, err = run(capsys, "preflight", "--stack", "elsewhere")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"{path}: config.servekit:network.vpcCIDR: unknown key" in err
+
+
+def test_loadtest_stack_reads_the_stacks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _stack_elsewhere(tmp_path, monkeypatch)
+    name, sla, replicas, _, _ = _stack_sla("elsewhere", None)
+    assert (name, sla.p95_e2e_seconds, replicas) == ("chat", 10, 1)  # stacks/Pulumi.dev.yaml's values

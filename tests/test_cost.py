@@ -7,7 +7,6 @@ computed by calling the code under test, so a wrong formula or a wrong lookup fa
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from datetime import date
@@ -19,8 +18,8 @@ import yaml
 
 from servekit.catalog import default_catalog
 from servekit.cli import app
-from servekit.cli import cost as cli_cost
 from servekit.cli._common import run_app
+from servekit.cli.plan import STACKS_DIR_ENV
 from servekit.cost import (
     Payment,
     aws_prices,
@@ -33,7 +32,7 @@ from servekit.cost import (
 from servekit.errors import UserError
 from servekit.sizing import Placement, place
 from servekit.spec import DeploymentSpec, ModelDeployment, PurchaseOption
-from servekit.stackfile import resolve_stack, spec_from_config
+from servekit.stackfile import spec_from_config
 
 HOURS = 730
 
@@ -238,7 +237,7 @@ def _use_stacks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, budget: float) 
         "servekit:budgetMonthlyUsd": budget, "servekit:models": [SMALL],
     }}
     (tmp_path / "Pulumi.b.yaml").write_text(yaml.safe_dump(cfg))
-    monkeypatch.setattr(cli_cost, "resolve_stack", functools.partial(resolve_stack, stacks_dir=tmp_path))
+    monkeypatch.setenv(STACKS_DIR_ENV, str(tmp_path))  # as $SERVEKIT_STACKS_DIR, like `servekit plan`
 
 
 def test_cost_json_shape(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

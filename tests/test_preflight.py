@@ -10,7 +10,6 @@ reference (p4de.24xlarge has 96 vCPUs, g6.xlarge 4, m7i.large 2) in the comments
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -26,6 +25,7 @@ from moto.server import ThreadedMotoServer
 from servekit.cli import app
 from servekit.cli import preflight as cli_preflight
 from servekit.cli._common import run_app
+from servekit.cli.plan import STACKS_DIR_ENV
 from servekit.errors import EnvironmentMissing
 from servekit.preflight import (
     SYSTEM_NODES_MAX,
@@ -274,7 +274,7 @@ def test_eks_version(status: str | None, expect: str) -> None:
 def test_cli_quota_shortfall_exits_1_with_one_message(aws_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     _stack(tmp_path, "short", [P4DE])
-    monkeypatch.setattr(cli_preflight, "resolve_stack", functools.partial(resolve_stack, stacks_dir=tmp_path))
+    monkeypatch.setenv(STACKS_DIR_ENV, str(tmp_path))
     quotas, eks = _client("service-quotas", aws_env), _client("eks", aws_env)
     real = make_clients(REGION)  # sts and ec2 answered by moto over HTTP
     monkeypatch.setattr(cli_preflight, "make_clients",
@@ -304,7 +304,7 @@ def test_cli_without_credentials_exits_3(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(EnvironmentMissing):
         make_clients(REGION)
     _stack(tmp_path, "nocreds", [P4DE])
-    monkeypatch.setattr(cli_preflight, "resolve_stack", functools.partial(resolve_stack, stacks_dir=tmp_path))
+    monkeypatch.setenv(STACKS_DIR_ENV, str(tmp_path))
     assert run_app(app, ["preflight", "--stack", "nocreds"]) == 3
     assert "no AWS credentials found" in capsys.readouterr().err
 

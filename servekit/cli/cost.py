@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from servekit.cli._common import console, print_json
+from servekit.cli.plan import stacks_dir
 from servekit.cost import DEFAULT_UTILIZATION, Payment, StackCost, api_prices, stack_cost
 from servekit.errors import CheckFailed
 from servekit.stackfile import resolve_stack
@@ -63,7 +64,7 @@ def cost(
 
     Exits 1 (after printing) when the estimate exceeds servekit:budgetMonthlyUsd.
     """
-    resolved = resolve_stack(stack)
+    resolved = resolve_stack(stack, stacks_dir=stacks_dir())
     result = stack_cost(resolved.spec, resolved.placements, utilization=utilization, payment=payment)
     if as_json:
         print_json(result.cli_json())

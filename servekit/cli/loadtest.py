@@ -36,7 +36,10 @@ def _stack_sla(stack: str, model: str | None) -> tuple[str, SlaSpec, int, int | 
     if importlib.util.find_spec("servekit.stackfile") is None:
         raise UserError("--stack is not available yet (servekit.stackfile is missing); use --endpoint and --model")
     stackfile: Any = importlib.import_module("servekit.stackfile")
-    spec = stackfile.load_stack(stack)
+    from servekit.cli.plan import stacks_dir
+
+    directory = stacks_dir()
+    spec = stackfile.load_stack(stack, directory)
     names = [m.name for m in spec.models]
     if model is None:
         if len(spec.models) != 1:
@@ -50,7 +53,7 @@ def _stack_sla(stack: str, model: str | None) -> tuple[str, SlaSpec, int, int | 
         dep = found[0]
     max_num_seqs = predicted = None
     try:  # the deployed batch cap and the sizing engine's view, for the sweep's comparison; optional
-        resolved = stackfile.resolve_stack(stack)
+        resolved = stackfile.resolve_stack(stack, stacks_dir=directory)
         placement = next(p for p in resolved.placements if p.name == dep.name)
         max_num_seqs = placement.max_num_seqs
         predicted = _predicted_knee(placement, dep.sla)

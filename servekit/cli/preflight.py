@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from servekit.cli._common import console, err_console, print_json
+from servekit.cli.plan import stacks_dir
 from servekit.errors import CheckFailed, UserError
 from servekit.preflight import DEFAULT_WINDOW_DAYS, PreflightReport, block_hours_for, make_clients, run_preflight
 from servekit.stackfile import resolve_stack
@@ -51,7 +52,7 @@ def preflight(
             hours = block_hours_for(block_days)
         except ValueError as e:
             raise UserError(str(e), path="--block-days", given=block_days) from None
-    resolved = resolve_stack(stack)
+    resolved = resolve_stack(stack, stacks_dir=stacks_dir())
     clients = make_clients(resolved.spec.region)
     with err_console.status("preflight") as status:
         report = run_preflight(resolved.spec, resolved.placements, clients, block_hours=hours,

@@ -19,9 +19,10 @@ def _safe_filename(name: str) -> str:
 def write_rule_files(stack: str, out_dir: Path, *, per_group: bool = False) -> tuple[list[Path], list[str]]:
     """Load the stack, write its rule file(s) into ``out_dir``; return the paths and notes."""
     from servekit.alert_rules import rule_file, rule_groups, rule_notes
+    from servekit.cli.plan import stacks_dir
     from servekit.stackfile import load_stack  # lazily: it pulls in the catalog
 
-    spec = load_stack(stack)
+    spec = load_stack(stack, stacks_dir())
     groups = rule_groups(spec)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError("the output path exists and is not a directory", path="-o", given=str(out_dir))

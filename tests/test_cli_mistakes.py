@@ -76,3 +76,11 @@ def test_loadtest_stack_reads_the_stacks_dir(tmp_path: Path, monkeypatch: pytest
     _stack_elsewhere(tmp_path, monkeypatch)
     name, sla, replicas, _, _ = _stack_sla("elsewhere", None)
     assert (name, sla.p95_e2e_seconds, replicas) == ("chat", 10, 1)  # stacks/Pulumi.dev.yaml's values
+
+
+@pytest.mark.parametrize("given", ["[/x]", "[bold]x"])
+def test_an_error_shows_what_was_given_even_if_it_looks_like_markup(given: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "size", given)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith(f"error: unknown model (given: '{given}'); allowed: ")

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer._click import exceptions as click_exc  # typer vendors its own click
 
 from servekit.errors import EXIT_USAGE, ServekitError
@@ -29,7 +30,8 @@ def run_app(app: typer.Typer, args: list[str] | None = None) -> int:
         # Without standalone mode click returns a `typer.Exit`'s code instead of raising it.
         code = app(args=args, standalone_mode=False)
     except ServekitError as e:
-        err_console.print(f"[bold red]error:[/] {e}", markup=True, soft_wrap=True, highlight=False)
+        # The message carries what the user gave: escape it, so "[/x]" is shown, not parsed as markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True, soft_wrap=True, highlight=False)
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")

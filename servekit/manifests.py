@@ -157,21 +157,24 @@ def write_manifests(extracted: Extracted, out_dir: Path, *, header: str = "") ->
                 old.unlink()
     paths = []
     seen: set[Path] = set()
-    for i, obj in enumerate(extracted.objects):
-        rel = object_path(obj)
-        if rel in seen:
-            raise ValueError(f"two objects map to {rel}")
-        seen.add(rel)
-        path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        comments = [header] if header else []
-        comments += extracted.notes.get(i, [])
-        text = "".join(f"# {c}\n" for c in comments)
-        text += yaml.safe_dump(dict(obj), sort_keys=False, default_flow_style=False)
-        path.write_text(text, encoding="utf-8")
-        paths.append(path)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text("".join(f"{p.relative_to(out_dir)}\n" for p in paths), encoding="utf-8")
+    try:
+        for i, obj in enumerate(extracted.objects):
+            rel = object_path(obj)
+            if rel in seen:
+                raise ValueError(f"two objects map to {rel}")
+            seen.add(rel)
+            path = out_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            comments = [header] if header else []
+            comments += extracted.notes.get(i, [])
+            text = "".join(f"# {c}\n" for c in comments)
+            text += yaml.safe_dump(dict(obj), sort_keys=False, default_flow_style=False)
+            path.write_text(text, encoding="utf-8")
+            paths.append(path)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text("".join(f"{p.relative_to(out_dir)}\n" for p in paths), encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write the manifests: {e.strerror or e}", path="-o", given=str(out_dir)) from None
     return paths
 
 

@@ -84,3 +84,21 @@ def test_an_error_shows_what_was_given_even_if_it_looks_like_markup(given: str,
     code, out, err = run(capsys, "size", given)
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.startswith(f"error: unknown model (given: '{given}'); allowed: ")
+
+
+@pytest.mark.parametrize("command", [["manifests", "--stack", "dev"], ["rules", "--stack", "dev"],
+                                     ["audit", "--stack", "dev", "--format", "json"]])
+def test_an_output_path_under_a_file(command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("keep\n")
+    out = tmp_path / "afile" / "sub"
+    code, stdout, err = run(capsys, *command, "-o", str(out))
+    assert code == 2 and stdout == "" and "Traceback" not in err
+    assert err.startswith("error: -o: ") and f"(given: '{out}')" in err
+    assert (tmp_path / "afile").read_text() == "keep\n" and list(tmp_path.iterdir()) == [tmp_path / "afile"]
+
+
+def test_audit_output_that_is_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "audit", "--stack", "dev", "-o", str(tmp_path))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"error: -o: cannot write a file there (it is a directory, or under a file) (given: '{tmp_path}')" in err
+    assert list(tmp_path.iterdir()) == []

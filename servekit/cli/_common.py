@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer._click import exceptions as click_exc  # typer vendors its own click
 
-from servekit.errors import EXIT_USAGE, ServekitError
+from servekit.errors import EXIT_USAGE, ServekitError, UserError
 
 # Wide enough that tables and explanations are not folded when output is piped or captured.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -22,6 +23,14 @@ err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isa
 def print_json(data: Any) -> None:
     """JSON on stdout, nothing else (progress and warnings go to stderr)."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """Before any work is done: a file cannot be written where a directory is, or under a file."""
+    existing = next((p for p in path.parents if p.exists()), None)
+    if path.is_dir() or (existing is not None and not existing.is_dir()):
+        raise UserError("cannot write a file there (it is a directory, or under a file)", path=option,
+                        given=str(path))
 
 
 def run_app(app: typer.Typer, args: list[str] | None = None) -> int:

@@ -30,9 +30,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from servekit.cli._common import console, err_console
+from servekit.cli._common import check_output_file, console, err_console
 from servekit.cli.plan import stacks_dir
-from servekit.errors import CheckFailed
+from servekit.errors import CheckFailed, UserError
 
 if TYPE_CHECKING:
     from servekit.audit import AuditReport, PolicyResult
@@ -353,13 +353,18 @@ def audit(
     """
     from servekit.audit import audit_stack
 
+    if output is not None:
+        check_output_file(output, "-o")
     with err_console.status(f"auditing stack {stack} (planning offline, then running the policy pack)",
                             spinner="dots"):
         report = audit_stack(stack, stacks_dir(stacks_dir_opt), policy_config=policy_config)
     _warn(report.warnings)
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(render(report, fmt), encoding="utf-8")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(render(report, fmt), encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"cannot write the report: {e.strerror or e}", path="-o", given=str(output)) from None
         err_console.print(f"wrote {output} ({fmt.value}); {report.summary_line()}", soft_wrap=True)
     elif fmt is Format.TEXT:
         render_text(report, console)

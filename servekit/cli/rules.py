@@ -26,13 +26,16 @@ def write_rule_files(stack: str, out_dir: Path, *, per_group: bool = False) -> t
     groups = rule_groups(spec)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError("the output path exists and is not a directory", path="-o", given=str(out_dir))
-    out_dir.mkdir(parents=True, exist_ok=True)
     batches = [(g["name"], [g]) for g in groups] if per_group else [(f"servekit-{spec.stack}", groups)]
     paths = []
-    for name, batch in batches:
-        path = out_dir / f"{_safe_filename(name)}.rules.yaml"
-        path.write_text(rule_file(batch), encoding="utf-8")
-        paths.append(path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, batch in batches:
+            path = out_dir / f"{_safe_filename(name)}.rules.yaml"
+            path.write_text(rule_file(batch), encoding="utf-8")
+            paths.append(path)
+    except OSError as e:
+        raise UserError(f"cannot write the rule files: {e.strerror or e}", path="-o", given=str(out_dir)) from None
     return paths, rule_notes(spec)
 
 

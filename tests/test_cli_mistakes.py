@@ -102,3 +102,27 @@ def test_audit_output_that_is_a_directory(tmp_path: Path, capsys: pytest.Capture
     assert code == 2 and out == "" and "Traceback" not in err
     assert f"error: -o: cannot write a file there (it is a directory, or under a file) (given: '{tmp_path}')" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("endpoint", "expected"), [
+    ("http://127.0.0.1:notaport", "not a valid URL: Port could not be cast to integer value as 'notaport'"),
+    ("http://127.0.0.1:99999", "not a valid URL: Port out of range 0-65535"),
+    ("http://", "the endpoint URL has no host"),
+])
+def test_loadtest_rejects_a_malformed_endpoint_before_running(endpoint: str, expected: str,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "loadtest", "--endpoint", endpoint, "--model", "chat", "--duration", "1")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith(f"error: --endpoint: {expected}") and f"(given: '{endpoint}')" in err
+
+
+@pytest.mark.parametrize("option", ["--json", "--markdown", "--html"])
+def test_loadtest_rejects_an_unwritable_report_path_before_running(option: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 9 on 127.0.0.1 is closed: had the run started, the verdict would be FAIL (exit 1), not 2.
+    for bad in (tmp_path, tmp_path / "afile" / "report"):
+        (tmp_path / "afile").write_text("keep\n")
+        code, out, err = run(capsys, "loadtest", "--endpoint", "http://127.0.0.1:9", "--model", "chat",
+                             "--duration", "1", "--concurrency", "1", option, str(bad))
+        assert code == 2 and out == "" and "Traceback" not in err
+        assert err.startswith(f"error: {option}: cannot write a file there") and f"(given: '{bad}')" in err

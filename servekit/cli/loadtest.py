@@ -10,10 +10,11 @@ import importlib
 import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
-from servekit.cli._common import console, err_console, print_json
+from servekit.cli._common import check_output_file, console, err_console, print_json
 from servekit.errors import ServekitError, UserError
 from servekit.spec import SlaSpec, WorkloadProfile
 
@@ -146,6 +147,14 @@ def register(app: typer.Typer) -> None:
             raise UserError("give --endpoint URL and --model NAME, or --stack S")
         if not endpoint.startswith(("http://", "https://")):
             raise UserError("the endpoint must be an http(s) URL", path="--endpoint", given=endpoint)
+        try:
+            url = urlsplit(endpoint)
+            _ = url.port  # ValueError for a port that is not a number in 0-65535
+        except ValueError as e:
+            raise UserError(f"not a valid URL: {e}", path="--endpoint", given=endpoint) from None
+        if not url.hostname:
+            raise UserError("the endpoint URL has no host", path="--endpoint", given=endpoint,
+                            allowed="http(s)://HOST[:PORT][/PATH]")
         p95_s = p95 if p95 is not None else (sla.p95_e2e_seconds if sla else DEFAULT_P95_S)
         ttft_s = p95_ttft if p95_ttft is not None else (sla.p95_ttft_seconds if sla else None)
         conc = concurrency or ((sla.concurrency_per_replica * replicas) if sla else DEFAULT_CONCURRENCY)
@@ -159,6 +168,9 @@ def register(app: typer.Typer) -> None:
         procs = processes or default_processes(conc)
         to_stdout = json_out is not None and str(json_out) == "-"
         json_path = None if to_stdout else json_out
+        for option, report_path in (("--json", json_path), ("--markdown", markdown_out), ("--html", html_out)):
+            if report_path is not None:  # checked before the run, so a mistyped path does not cost the measurement
+                check_output_file(report_path, option)
 
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

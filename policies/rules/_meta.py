@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -477,39 +478,23 @@ def _schema(config: Schema | None) -> PolicyConfigSchema | None:
     return PolicyConfigSchema(properties={k: dict(v) for k, v in config.items()}) if config else None
 
 
+def _policy_kwargs(name: str, validate: Any, config: Schema | None) -> dict[str, Any]:
+    """The constructor arguments every policy takes, from its metadata row (resource and stack alike)."""
+    m = META[name]
+    return {
+        "name": m.name, "description": m.description, "validate": validate, "enforcement_level": m.enforcement,
+        "config_schema": _schema(config), "display_name": m.display_name, "severity": m.severity,
+        "framework": m.framework, "tags": m.tags, "remediation_steps": m.remediation, "url": m.url,
+    }
+
+
 def resource_policy(
     name: str, validate: ResourceValidation, config: Schema | None = None
 ) -> ResourceValidationPolicy:
     """Build the resource policy ``name`` from its metadata row."""
-    m = META[name]
-    return ResourceValidationPolicy(
-        name=m.name,
-        description=m.description,
-        validate=validate,
-        enforcement_level=m.enforcement,
-        config_schema=_schema(config),
-        display_name=m.display_name,
-        severity=m.severity,
-        framework=m.framework,
-        tags=m.tags,
-        remediation_steps=m.remediation,
-        url=m.url,
-    )
+    return ResourceValidationPolicy(**_policy_kwargs(name, validate, config))
 
 
 def stack_policy(name: str, validate: StackValidation, config: Schema | None = None) -> StackValidationPolicy:
     """Build the stack policy ``name`` from its metadata row."""
-    m = META[name]
-    return StackValidationPolicy(
-        name=m.name,
-        description=m.description,
-        validate=validate,
-        enforcement_level=m.enforcement,
-        config_schema=_schema(config),
-        display_name=m.display_name,
-        severity=m.severity,
-        framework=m.framework,
-        tags=m.tags,
-        remediation_steps=m.remediation,
-        url=m.url,
-    )
+    return StackValidationPolicy(**_policy_kwargs(name, validate, config))

@@ -184,6 +184,11 @@ class _Sizer:
         self.req = req
         self.catalog = catalog
         self.model = catalog.model(req.model)
+        limit = self.model.architecture.max_position_embeddings
+        if req.input_tokens + req.output_tokens > limit:  # no deployment of the model can serve such a request
+            raise UserError(f"input + output tokens ({req.output_tokens:,}) per request exceed {self.model.id}'s "
+                            "context", path="--input-tokens", given=req.input_tokens,
+                            allowed=f"input + output tokens at most {limit:,}")
         self.dep = ModelDeployment.model_validate({
             "name": "tco", "model": req.model, "quantization": req.quantization, "kvCacheDtype": req.kv_cache_dtype,
             "gpus": req.gpus, "replicas": 1, "purchase": {"option": req.purchase},

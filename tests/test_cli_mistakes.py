@@ -126,3 +126,11 @@ def test_loadtest_rejects_an_unwritable_report_path_before_running(option: str, 
                              "--duration", "1", "--concurrency", "1", option, str(bad))
         assert code == 2 and out == "" and "Traceback" not in err
         assert err.startswith(f"error: {option}: cannot write a file there") and f"(given: '{bad}')" in err
+
+
+@pytest.mark.parametrize("option", ["--duration", "--p95", "--timeout", "--target-rps"])
+def test_loadtest_rejects_infinity(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # --duration inf ran forever; the others made a verdict against an infinite SLA or timeout.
+    code, out, err = run(capsys, "loadtest", "--endpoint", "http://127.0.0.1:9", "--model", "chat", option, "inf")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith(f"error: {option}: must be a finite number (given: inf)")

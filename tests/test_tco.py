@@ -130,3 +130,24 @@ def test_cli_json_and_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
     table = json.loads(capsys.readouterr().out)
     assert [s["id"] for s in table] == ["low", "medium", "high"]
     assert run_app(app, ["tco"]) == 2  # neither a volume nor --report-scenarios
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    # llama-3.1-70b-instruct's config.json: max_position_embeddings 131072; no deployment serves a longer request.
+    (["--input-tokens", "130600"], "--input-tokens: input + output tokens (500) per request exceed "
+                                   "llama-3.1-70b-instruct's context (given: 130600.0); allowed: input + output "
+                                   "tokens at most 131,072"),
+    (["--input-tokens", "1e308"], "--input-tokens: input + output tokens (500)"),  # was an OverflowError
+    (["--output-tokens", "1000000000000"], "input + output tokens (1,000,000,000,000) per request exceed"),
+    (["--requests-per-day", "inf"], "--requests-per-day: must be a finite number (given: inf)"),
+    (["--input-tokens", "inf"], "--input-tokens: must be a finite number (given: inf)"),
+    (["--ops-usd-per-month", "inf"], "--ops-usd-per-month: must be a finite number"),  # was Infinity in --json
+    (["--peak-to-average", "inf"], "--peak-to-average: must be a finite number"),
+])
+def test_cli_impossible_requests_are_exit_2(args: list[str], expected: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_app(app, ["tco", "--requests-per-day", "1000", *args, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith(f"error: {expected}" if expected.startswith("--") else "error: ") and expected in err
+    assert run_app(app, ["tco", "--requests-per-day", "1000", "--input-tokens", "130500", "--json"]) == 0  # fits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,13 @@ err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isa
 def print_json(data: Any) -> None:
     """JSON on stdout, nothing else (progress and warnings go to stderr)."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def check_finite(options: dict[str, float | None]) -> None:
+    """A range with only a lower bound lets 'inf' through the option parser; no figure here may be infinite."""
+    for option, value in options.items():
+        if value is not None and not math.isfinite(value):
+            raise UserError("must be a finite number", path=option, given=value)
 
 
 def check_output_file(path: Path, option: str) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from servekit.cli._common import check_output_file, console, err_console, print_json
+from servekit.cli._common import check_finite, check_output_file, console, err_console, print_json
 from servekit.errors import ServekitError, UserError
 from servekit.spec import SlaSpec, WorkloadProfile
 
@@ -133,6 +133,8 @@ def register(app: typer.Typer) -> None:
         from loadtests.sweep import sweep as run_sweep
         from loadtests.sweep import to_markdown as sweep_markdown
 
+        check_finite({"--p95": p95, "--p95-ttft": p95_ttft, "--duration": duration, "--timeout": timeout,
+                      "--target-rps": target_rps})
         replicas, max_num_seqs, predicted_knee = 1, None, None
         sla: SlaSpec | None = None
         if stack is not None:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from servekit.cli._common import console, print_json
+from servekit.cli._common import check_finite, console, print_json
 from servekit.errors import UserError
 from servekit.spec import KvCacheDtype, PurchaseOption, Quantization, WorkloadProfile
 from servekit.tco import (
@@ -94,6 +94,8 @@ def tco_command(
 
     Exits 1 when the volume cannot be self-hosted under the SLA, 2 on bad input.
     """
+    check_finite({"--requests-per-day": requests_per_day, "--input-tokens": input_tokens,
+                  "--ops-usd-per-month": ops_usd_per_month, "--peak-to-average": peak_to_average})
     if scenarios:
         results = report_scenarios(input_tokens=input_tokens or 0)
         if as_json:

@@ -445,7 +445,7 @@ def run_preflight(
 
 def block_hours_for(days: int) -> int:
     """Capacity Block durations: 1-14 days, or a multiple of 7 days up to 182 (reference §1.5)."""
-    if not (1 <= days <= 14 or (days % 7 == 0 and days <= 182)):
+    if not (1 <= days <= 14 or (days % 7 == 0 and 7 <= days <= 182)):  # 0 and -7 are multiples of 7 too
         raise ValueError(f"{days} days is not a Capacity Block duration (1-14, or a multiple of 7 up to 182)")
     return days * 24
 

@@ -30,6 +30,7 @@ from servekit.errors import EnvironmentMissing
 from servekit.preflight import (
     SYSTEM_NODES_MAX,
     Clients,
+    block_hours_for,
     check_capacity_block_offerings,
     check_eks_version,
     check_identity,
@@ -334,3 +335,22 @@ def test_refresh_prices_writes_a_dated_file_and_flags_drift(tmp_path: Path) -> N
     written = yaml.safe_load(out.read_text())
     assert written["source"]["retrieved"] == "2026-11-27"
     assert written["onDemandUsdPerHour"] == {"p4de.24xlarge": pytest.approx(30.191755)}
+
+
+@pytest.mark.parametrize(("days", "hours"), [(1, 24), (14, 336), (21, 504), (182, 4368), (0, None), (-7, None),
+                                             (15, None), (189, None)])
+def test_block_days_are_capacity_block_durations(days: int, hours: int | None) -> None:
+    # 1-14 days, or a whole number of weeks up to 26 (182 days); 0 and -7 are multiples of 7 but no duration.
+    if hours is None:
+        with pytest.raises(ValueError, match="not a Capacity Block duration"):
+            block_hours_for(days)
+    else:
+        assert block_hours_for(days) == hours
+
+
+def test_cli_block_days_zero_is_exit_2_before_credentials(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    assert run_app(app, ["preflight", "--stack", "dev", "--block-days", "0"]) == 2
+    assert "--block-days: 0 days is not a Capacity Block duration" in capsys.readouterr().err

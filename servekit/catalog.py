@@ -56,7 +56,7 @@ def validate_file(cls: type[T], data: object, path: Path) -> T:
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        raise from_validation_error(e, file=path) from None
+        raise from_validation_error(e, file=path, model=cls) from None
 
 
 @dataclass(frozen=True)

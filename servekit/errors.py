@@ -6,10 +6,11 @@ Exit codes (DESIGN.md): 0 success, 1 the thing checked failed, 2 the user's inpu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -73,16 +74,46 @@ def _dotted(loc: Iterable[int | str], prefix: str = "") -> str:
     return ".".join(parts)
 
 
-def from_validation_error(err: ValidationError, *, file: str | Path, prefix: str = "") -> UserError:
-    """One UserError naming the first problem (and counting the rest) of a pydantic error."""
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (directly, in a list or dict, optional or annotated), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _keys_at(model: type[BaseModel], loc: Sequence[int | str]) -> list[str] | None:
+    """The keys the mapping at ``loc`` accepts, as a file spells them (aliases); None if ``loc`` is not a model."""
+    cls = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next((f for name, f in cls.model_fields.items() if part in (name, f.alias)), None)
+        sub = _model_in(field.annotation) if field is not None else None
+        if sub is None:
+            return None
+        cls = sub
+    return sorted(f.alias or name for name, f in cls.model_fields.items())
+
+
+def from_validation_error(err: ValidationError, *, file: str | Path, prefix: str = "",
+                          model: type[BaseModel] | None = None) -> UserError:
+    """One UserError naming the first problem (and counting the rest) of a pydantic error; with ``model`` (the
+    validated class) an unknown key also lists the keys allowed where it stands."""
     errors = err.errors(include_url=False)
     first = errors[0]
     loc = [p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-after"))]
     msg = first["msg"].removeprefix("Value error, ")
     given = first.get("input")
+    allowed = None
     if first["type"] == "extra_forbidden":
         msg = "unknown key (a typo?)"
         given = None
+        keys = _keys_at(model, loc[:-1]) if model is not None else None
+        allowed = ", ".join(keys) if keys else None
     elif first["type"] == "missing":
         given = None
     elif isinstance(given, dict | list):
@@ -90,4 +121,4 @@ def from_validation_error(err: ValidationError, *, file: str | Path, prefix: str
     more = len(errors) - 1
     if more:
         msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return UserError(msg, file=file, path=_dotted(loc, prefix) or None, given=given)
+    return UserError(msg, file=file, path=_dotted(loc, prefix) or None, given=given, allowed=allowed)

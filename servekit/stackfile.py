@@ -66,7 +66,7 @@ def spec_from_config(config: Mapping[str, Any], stack: str, *, file: str | Path)
     try:
         spec = DeploymentSpec.model_validate(data)
     except ValidationError as e:
-        err = from_validation_error(e, file=file)
+        err = from_validation_error(e, file=file, model=DeploymentSpec)
         # Report paths as the user wrote them: config.servekit:models[0].sla...
         if err.path:
             head, dot, rest = err.path.partition(".")

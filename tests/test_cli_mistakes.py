@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -134,3 +135,33 @@ def test_loadtest_rejects_infinity(option: str, capsys: pytest.CaptureFixture[st
     code, out, err = run(capsys, "loadtest", "--endpoint", "http://127.0.0.1:9", "--model", "chat", option, "inf")
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.startswith(f"error: {option}: must be a finite number (given: inf)")
+
+
+@pytest.mark.parametrize(("mutate", "path", "allowed"), [
+    # the allowed keys are the camelCase aliases of the pydantic model at that path (servekit/spec.py)
+    (lambda c: c["servekit:network"].update(vpcCIDR=c["servekit:network"].pop("vpcCidr")),
+     "config.servekit:network.vpcCIDR", "azCount, egress, vpcCidr"),
+    (lambda c: c["servekit:models"][0]["sla"].update(p95Seconds=3),
+     "config.servekit:models[0].sla.p95Seconds",
+     "concurrencyPerReplica, maxErrorRate, p95E2eSeconds, p95TtftSeconds, workload"),
+])
+def test_a_nested_typo_lists_the_keys_allowed_there(mutate: Any, path: str, allowed: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    _, cfg = read_stack_config("dev")
+    cfg = copy.deepcopy(cfg)
+    mutate(cfg)
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": cfg}))
+    code, out, err = run(capsys, "plan", "--stack", "dev", "--stacks-dir", str(tmp_path))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == f"error: {tmp_path / 'Pulumi.dev.yaml'}: {path}: unknown key (a typo?); allowed: {allowed}"
+
+
+def test_a_typo_in_a_catalog_file_lists_the_keys_allowed_there(tmp_path: Path) -> None:
+    from servekit.catalog import DATA_DIR, read_yaml, validate_file
+    from servekit.cost import ApiPrices
+    from servekit.errors import UserError
+
+    data = read_yaml(DATA_DIR / "prices-api.yaml")
+    assert isinstance(data, dict)
+    with pytest.raises(UserError, match=r"^[^:]+: optionz: unknown key \(a typo\?\); allowed: options, sources$"):
+        validate_file(ApiPrices, {**data, "optionz": data["options"]}, tmp_path / "prices-api.yaml")

@@ -62,3 +62,12 @@ def test_unanswered_questions_are_reported(capsys: pytest.CaptureFixture[str]) -
     assert out["recommendation"] == "API"
     assert run_app(app, ["advise", "--data-cannot-leave", "--task", "extraction", "--fine-tune"]) == 0
     assert "Recommendation (rule 1): self-host" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option", ["--monthly-api-usd", "--requests-per-day", "--ops-usd-per-month"])
+def test_cli_infinity_is_exit_2(option: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # 'inf' passes a lower-bounded option; it crashed the TCO (OverflowError) or printed Infinity as "JSON".
+    code = run_app(app, ["advise", "--requests-per-day", "1000", option, "inf", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith(f"error: {option}: must be a finite number (given: inf)")

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from servekit.advise import Advice, AdviceInput, TaskKind, advise
-from servekit.cli._common import console, print_json
+from servekit.cli._common import check_finite, console, print_json
 from servekit.tco import DEFAULT_OPS_USD_PER_MONTH, DEFAULT_OUTPUT_TOKENS
 
 
@@ -44,6 +44,8 @@ def advise_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Walk the field report's decision framework: data, task, spend, fine-tuning -> a recommendation."""
+    check_finite({"--monthly-api-usd": monthly_api_usd, "--requests-per-day": requests_per_day,
+                  "--input-tokens": input_tokens, "--ops-usd-per-month": ops_usd_per_month})
     result = advise(AdviceInput(
         data_can_leave_network=data_can_leave, task=task, human_review=human_review, monthly_api_usd=monthly_api_usd,
         requests_per_day=requests_per_day, input_tokens=input_tokens, output_tokens=output_tokens,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from servekit.cli._common import check_finite
 from servekit.errors import UserError
 
 
@@ -48,6 +49,9 @@ def register(app: typer.Typer) -> None:
         """Serve an OpenAI-compatible vLLM emulator (SSE streaming, /metrics, fault modes) until Ctrl-C."""
         from loadtests.emulator import EmulatorConfig, Faults, LatencyModel, run
 
+        check_finite({"--ttft": ttft, "--prefill-per-1k": prefill_per_1k, "--itl": itl, "--itl-slope": itl_slope,
+                      "--ttft-slope": ttft_slope, "--jitter": jitter, "--slow-start": slow_start,
+                      "--slow-start-factor": slow_start_factor})
         rates = error_rate + stall_rate + truncate_rate + error_event_rate + wrong_finish_rate
         if rates > 1.0:
             raise UserError("the per-request fault rates add up to more than 1", given=round(rates, 6))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from servekit.cli import app
@@ -35,3 +36,9 @@ def test_stack_usage_errors_exit_2() -> None:
 
 def test_emulate_rejects_fault_rates_over_one() -> None:
     assert run_app(app, ["emulate", "--error-rate", "0.6", "--stall-rate", "0.6"]) == 2
+
+
+def test_emulate_rejects_infinite_latencies(capsys: pytest.CaptureFixture[str]) -> None:
+    # '--ttft inf' passed the lower bound and served requests that never answered.
+    assert run_app(app, ["emulate", "--port", "0", "--ttft", "inf"]) == 2
+    assert capsys.readouterr().err.startswith("error: --ttft: must be a finite number (given: inf)")

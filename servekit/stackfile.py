@@ -10,8 +10,11 @@ Config keys are ``servekit:<field>`` for each DeploymentSpec field (camelCase) p
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,21 @@ from servekit.spec import DeploymentSpec
 STACKS_DIR = REPO_ROOT / "stacks"
 PROJECT = "servekit"
 SECRET_KEYS = frozenset({"hfToken"})
-# Provider keys a stack file may carry besides servekit:*; only aws:region reaches the spec.
-PASSTHROUGH_PREFIXES = ("aws:",)
+# Spec fields that are not servekit:* keys: the stack name comes from the file name, the region is aws:region.
+NOT_CONFIG_KEYS = frozenset({"stack", "region"})
+
+
+@cache
+def aws_provider_keys() -> frozenset[str]:
+    """The aws:* config keys the pinned pulumi-aws provider reads, from its own config module.
+
+    Read as text: importing ``pulumi_aws.config.vars`` on its own is a circular import, and the
+    generated file is the contract (every key is a ``__config__.get*('<key>')`` call).
+    """
+    spec = importlib.util.find_spec("pulumi_aws")
+    assert spec is not None and spec.origin is not None
+    source = (Path(spec.origin).parent / "config" / "vars.py").read_text(encoding="utf-8")
+    return frozenset(re.findall(r"__config__\.get[a-z_]*\('([A-Za-z0-9]+)'\)", source))
 
 
 def stack_path(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
@@ -53,14 +69,18 @@ def spec_from_config(config: Mapping[str, Any], stack: str, *, file: str | Path)
         if ns == PROJECT:
             if name in SECRET_KEYS:
                 continue
-            if name not in aliases or name == "stack":
-                allowed = sorted(set(aliases) - {"stack"} | SECRET_KEYS)
+            if name not in aliases or name in NOT_CONFIG_KEYS:
+                allowed = sorted(set(aliases) - NOT_CONFIG_KEYS | SECRET_KEYS)
                 raise UserError("unknown config key (a typo?)", file=file, path=f"config.{key}",
                                 allowed=", ".join(f"{PROJECT}:{a}" for a in allowed))
             data[name] = value
         elif key == "aws:region":
             data["region"] = value
-        elif not key.startswith(PASSTHROUGH_PREFIXES):
+        elif ns == "aws":
+            if name not in aws_provider_keys():
+                raise UserError("unknown aws provider config key (a typo?)", file=file, path=f"config.{key}",
+                                allowed=", ".join(f"aws:{k}" for k in sorted(aws_provider_keys())))
+        else:
             raise UserError("unknown config namespace", file=file, path=f"config.{key}",
                             allowed=f"{PROJECT}:*, aws:*")
     try:

@@ -165,3 +165,31 @@ def test_a_typo_in_a_catalog_file_lists_the_keys_allowed_there(tmp_path: Path) -
     assert isinstance(data, dict)
     with pytest.raises(UserError, match=r"^[^:]+: optionz: unknown key \(a typo\?\); allowed: options, sources$"):
         validate_file(ApiPrices, {**data, "optionz": data["options"]}, tmp_path / "prices-api.yaml")
+
+
+@pytest.mark.parametrize(("key", "needle"), [
+    ("aws:regin", "config.aws:regin: unknown aws provider config key (a typo?)"),
+    ("servekit:region", "config.servekit:region: unknown config key (a typo?)"),
+    ("kubernetes:context", "config.kubernetes:context: unknown config namespace"),
+])
+def test_misplaced_or_misspelled_provider_keys(key: str, needle: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # aws:regin would otherwise deploy silently to the default region; servekit:region would be a
+    # second home for aws:region.
+    _, cfg = read_stack_config("dev")
+    cfg = {**copy.deepcopy(cfg), key: "eu-west-1"}
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": cfg}))
+    code, out, err = run(capsys, "plan", "--stack", "dev", "--stacks-dir", str(tmp_path))
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert needle in err
+
+
+def test_real_aws_provider_keys_pass() -> None:
+    from servekit.stackfile import aws_provider_keys, spec_from_config
+
+    # Read from the installed pulumi-aws provider: a layout change there must show up here.
+    assert {"region", "profile", "defaultTags", "allowedAccountIds"} <= aws_provider_keys()
+    _, cfg = read_stack_config("dev")
+    spec = spec_from_config({**cfg, "aws:profile": "platform", "aws:allowedAccountIds": ["123456789012"]}, "dev",
+                            file="stacks/Pulumi.dev.yaml")
+    assert spec.region == "us-east-1"

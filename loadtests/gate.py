@@ -139,6 +139,17 @@ def wait_healthy(endpoint: str, timeout_s: float) -> bool:
         time.sleep(2.0)
 
 
+def served_models(endpoint: str, timeout_s: float = 10.0) -> list[str]:
+    """The model names the endpoint's ``GET /v1/models`` lists; raises OSError when it cannot be reached.
+
+    Checked before a run so that a wrong address or model name is reported as what it is, not as
+    an SLA failure after a full measurement window of refused connections or 404s.
+    """
+    with urllib.request.urlopen(endpoint.rstrip("/") + "/v1/models", timeout=timeout_s) as r:
+        body = json.loads(r.read().decode("utf-8"))
+    return sorted(str(m.get("id")) for m in body.get("data", []) if isinstance(m, dict))
+
+
 def main(env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     try:
@@ -153,6 +164,15 @@ def main(env: Mapping[str, str] | None = None) -> int:
     if not wait_healthy(load.endpoint, ready_timeout):
         print(f"sla-gate: error: {load.endpoint}/health not ready within {ready_timeout:.0f}s", file=sys.stderr)
         return EXIT_ENVIRONMENT
+    try:
+        served = served_models(load.endpoint)
+    except (OSError, ValueError) as e:
+        print(f"sla-gate: error: {load.endpoint}/v1/models: {e}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    if load.model not in served:
+        print(f"sla-gate: error: {load.endpoint} does not serve {load.model!r} (serves: {', '.join(served)})",
+              file=sys.stderr)
+        return EXIT_USAGE
     last = [0.0]
 
     def progress(msg: str, _frac: float) -> None:

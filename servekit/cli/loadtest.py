@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import typer
 
 from servekit.cli._common import check_finite, check_output_file, console, err_console, print_json
-from servekit.errors import ServekitError, UserError
+from servekit.errors import EnvironmentMissing, ServekitError, UserError
 from servekit.spec import SlaSpec, WorkloadProfile
 
 DEFAULT_P95_S = 3.0  # the field report's SLA, when neither --p95 nor a stack gives one
@@ -173,6 +173,16 @@ def register(app: typer.Typer) -> None:
         for option, report_path in (("--json", json_path), ("--markdown", markdown_out), ("--html", html_out)):
             if report_path is not None:  # checked before the run, so a mistyped path does not cost the measurement
                 check_output_file(report_path, option)
+
+        from loadtests.gate import served_models
+
+        try:
+            served = served_models(endpoint)
+        except (OSError, ValueError) as e:
+            raise EnvironmentMissing(f"cannot reach {endpoint}/v1/models: {getattr(e, 'reason', e)}") from None
+        if model not in served:
+            raise UserError("the endpoint does not serve this model", path="--model", given=model,
+                            allowed=", ".join(served) or "(no models listed)")
 
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

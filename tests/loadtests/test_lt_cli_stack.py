@@ -42,3 +42,34 @@ def test_emulate_rejects_infinite_latencies(capsys: pytest.CaptureFixture[str]) 
     # '--ttft inf' passed the lower bound and served requests that never answered.
     assert run_app(app, ["emulate", "--port", "0", "--ttft", "inf"]) == 2
     assert capsys.readouterr().err.startswith("error: --ttft: must be a finite number (given: inf)")
+
+
+def test_unreachable_endpoint_is_an_environment_error_not_an_sla_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: bound, never accepting
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        code = run_app(app, ["loadtest", "--endpoint", f"http://127.0.0.1:{port}", "--model", "chat",
+                             "--duration", "3", "--concurrency", "2"])
+    err = capsys.readouterr().err
+    assert code == 3 and f"cannot reach http://127.0.0.1:{port}/v1/models" in err
+
+
+def test_a_model_the_endpoint_does_not_serve_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from loadtests.emulator import EmulatorConfig, EmulatorProcess
+
+    with EmulatorProcess(EmulatorConfig(model="chat")) as emu:
+        code = run_app(app, ["loadtest", "--endpoint", emu.url, "--model", "chta", "--duration", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--model: the endpoint does not serve this model" in err and "allowed: chat" in err
+
+
+def test_gate_refuses_a_model_the_endpoint_does_not_serve() -> None:
+    from loadtests.emulator import EmulatorConfig, EmulatorProcess
+    from loadtests.gate import main
+
+    with EmulatorProcess(EmulatorConfig(model="chat")) as emu:
+        env = {"SERVEKIT_ENDPOINT": emu.url, "SERVEKIT_MODEL": "chta", "SERVEKIT_P95_SECONDS": "3",
+               "SERVEKIT_CONCURRENCY": "2", "SERVEKIT_DURATION_SECONDS": "3", "SERVEKIT_READY_TIMEOUT_SECONDS": "5"}
+        assert main(env) == 2

@@ -29,6 +29,7 @@ from servekit.catalog import Catalog, default_catalog, read_yaml, validate_file
 from servekit.cost import ApiOption, api_prices, aws_prices, stack_cost
 from servekit.errors import CheckFailed, UserError
 from servekit.sizing import (
+    DEFAULT_MAX_CONTEXT,
     Candidate,
     Placement,
     default_batch_tokens,
@@ -189,8 +190,11 @@ class _Sizer:
             raise UserError(f"input + output tokens ({req.output_tokens:,}) per request exceed {self.model.id}'s "
                             "context", path="--input-tokens", given=req.input_tokens,
                             allowed=f"input + output tokens at most {limit:,}")
+        # The context must hold the request itself: long prompts need their KV cache, not the default 8k.
+        context = min(limit, max(DEFAULT_MAX_CONTEXT, math.ceil(req.input_tokens + req.output_tokens)))
         self.dep = ModelDeployment.model_validate({
             "name": "tco", "model": req.model, "quantization": req.quantization, "kvCacheDtype": req.kv_cache_dtype,
+            "maxContext": context,
             "gpus": req.gpus, "replicas": 1, "purchase": {"option": req.purchase},
             "sla": {"p95E2eSeconds": req.p95_seconds, "concurrencyPerReplica": req.concurrency,
                     "workload": req.workload},

@@ -150,4 +150,16 @@ def test_cli_impossible_requests_are_exit_2(args: list[str], expected: str,
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.startswith(f"error: {expected}" if expected.startswith("--") else "error: ") and expected in err
-    assert run_app(app, ["tco", "--requests-per-day", "1000", "--input-tokens", "130500", "--json"]) == 0  # fits
+    # Just inside the context fits - one such sequence at a time (its KV cache is sized for the request).
+    assert run_app(app, ["tco", "--requests-per-day", "1000", "--input-tokens", "130500", "--concurrency", "1",
+                         "--json"]) == 0
+
+
+def test_long_prompts_size_the_kv_cache_for_the_request() -> None:
+    # 30k-token prompts at batch 32 need ~32 x 30.5k x 320 KiB = 298 GiB of KV for a 70B per replica:
+    # the A100/L40S candidates cannot hold it and the H100/H200 ones miss the 30 s p95 at that load,
+    # so self-hosting at that batch is refused rather than priced with the default 8k context's
+    # cache (the old behaviour, which accepted it).
+    assert run_app(app, ["tco", "--requests-per-day", "1000", "--input-tokens", "30000", "--json"]) == 1
+    assert run_app(app, ["tco", "--requests-per-day", "1000", "--input-tokens", "30000", "--concurrency", "4",
+                         "--json"]) == 0

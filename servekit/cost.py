@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -30,6 +29,7 @@ from servekit.spec import (
     InstanceSpec,
     ModelDeployment,
     ModelSource,
+    Payment,
     PurchaseOption,
     Source,
 )
@@ -37,14 +37,6 @@ from servekit.workloads import profile
 
 DATA_DIR = Path(__file__).parent / "data"
 AWS_PRICES_FILE = DATA_DIR / "prices-aws.yaml"
-
-
-class Payment(StrEnum):
-    """How a commitment (savings plan / reserved instance) is paid."""
-
-    NO_UPFRONT = "no-upfront"
-    PARTIAL_UPFRONT = "partial-upfront"
-    ALL_UPFRONT = "all-upfront"
 
 
 COMMITMENTS = {
@@ -290,14 +282,17 @@ def on_demand_floor_nodes(placement: Placement, deployment: ModelDeployment) -> 
 
 
 def node_group_cost(
-    placement: Placement, deployment: ModelDeployment, region: str, *, payment: Payment = Payment.NO_UPFRONT,
+    placement: Placement, deployment: ModelDeployment, region: str, *, payment: Payment | None = None,
     catalog: Catalog | None = None, prices: AwsPrices | None = None,
 ) -> NodeGroupCost:
-    """Whole nodes for the steady replicas (``placement.nodes``), purchase option and region applied."""
+    """Whole nodes for the steady replicas (``placement.nodes``), purchase option and region applied.
+
+    ``payment`` overrides the stack's ``purchase.payment`` (what-if pricing from the CLI).
+    """
     p = prices or aws_prices()
     inst = (catalog or default_catalog()).instances[placement.instance_type]
     option = deployment.purchase.option
-    rate = node_rate(inst, option, region, payment=payment, prices=p)
+    rate = node_rate(inst, option, region, payment=payment or deployment.purchase.payment, prices=p)
     od_nodes = on_demand_floor_nodes(placement, deployment)
     hourly = rate.usd_per_hour * (placement.nodes - od_nodes)
     basis = f"{placement.nodes - od_nodes} x {inst.type} at {rate.basis}"
@@ -606,7 +601,7 @@ def model_cost(
 
 def stack_cost(
     spec: DeploymentSpec, placements: list[Placement], *, utilization: float = DEFAULT_UTILIZATION,
-    payment: Payment = Payment.NO_UPFRONT, catalog: Catalog | None = None,
+    payment: Payment | None = None, catalog: Catalog | None = None,
 ) -> StackCost:
     """Monthly cost of a stack: a line per GPU node group and per fixed item; per model $/1M output tokens."""
     deps = {d.name: d for d in spec.models}

@@ -240,8 +240,21 @@ class PurchaseOption(StrEnum):
     CAPACITY_BLOCK = "capacity-block"
 
 
+class Payment(StrEnum):
+    """How a commitment (savings plan / reserved instance) is paid."""
+
+    NO_UPFRONT = "no-upfront"
+    PARTIAL_UPFRONT = "partial-upfront"
+    ALL_UPFRONT = "all-upfront"
+
+
+COMMITTED_OPTIONS = frozenset({PurchaseOption.SAVINGS_PLAN_1Y, PurchaseOption.SAVINGS_PLAN_3Y,
+                               PurchaseOption.RESERVED_1Y, PurchaseOption.RESERVED_3Y})
+
+
 class Purchase(Frozen):
     option: PurchaseOption = PurchaseOption.ON_DEMAND
+    payment: Payment = Payment.NO_UPFRONT  # savings plans / reserved instances only
     reservation_id: str | None = None  # cr-... for odcr / capacity-block
     reservation_resource_group_arn: str | None = None  # odcr: several reservations back-fill
     availability_zone: str | None = None  # the reservation's AZ
@@ -268,6 +281,9 @@ class Purchase(Frozen):
             raise ValueError(f"a reservation only applies to odcr or capacity-block, not {o.value}")
         if o is not PurchaseOption.SPOT and self.on_demand_floor:
             raise ValueError("onDemandFloor only applies to spot")
+        if self.payment is not Payment.NO_UPFRONT and o not in COMMITTED_OPTIONS:
+            raise ValueError(f"payment {self.payment.value} only applies to savings plans and reserved instances, "
+                             f"not {o.value}")
         return self
 
 

@@ -78,6 +78,14 @@ def test_commitments_on_g_family(option: str, payment: Payment, discount: float)
     cost = node_group_cost(p, dep, "us-east-1", payment=payment)
     assert cost.monthly_usd == pytest.approx(1.861 * (1 - discount) * 3 * 730)
     assert cost.uncertain
+    # The same payment written in the stack file prices the node group (and its cost tag) the same way.
+    in_stack = _dep({"option": option, "payment": payment.value})
+    assert node_group_monthly_usd(p, in_stack, "us-east-1") == pytest.approx(cost.monthly_usd)
+
+
+def test_payment_only_for_commitments() -> None:
+    with pytest.raises(ValueError, match="payment all-upfront only applies to savings plans and reserved"):
+        _dep({"option": "on-demand", "payment": "all-upfront"})
 
 
 def test_spot_with_on_demand_floor_splits_nodes() -> None:

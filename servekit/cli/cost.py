@@ -56,8 +56,8 @@ def cost(
     utilization: Annotated[float, typer.Option(
         min=0.01, max=1.0, help="Share of hours the replicas are busy, for $/1M tokens (default: peak sized, "
         "traffic averaging half its peak).")] = DEFAULT_UTILIZATION,
-    payment: Annotated[Payment, typer.Option(help="How savings plans / reserved instances are paid.")] =
-    Payment.NO_UPFRONT,
+    payment: Annotated[Payment | None, typer.Option(
+        help="How savings plans / reserved instances are paid (default: each model's purchase.payment).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Monthly cost of a stack: GPU node groups at their purchase option, fixed AWS costs, $/1M tokens.

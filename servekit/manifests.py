@@ -147,28 +147,32 @@ def write_manifests(extracted: Extracted, out_dir: Path, *, header: str = "") ->
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError("the output path exists and is not a directory", path="-o", given=str(out_dir))
     marker = out_dir / MARKER
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not marker.is_file():
-            raise UserError("the output directory is not empty and was not written by `servekit manifests`",
-                            path="-o", given=str(out_dir))
-        for listed in marker.read_text(encoding="utf-8").split():
-            old = out_dir / listed
-            if old.is_file() and old.resolve().is_relative_to(out_dir.resolve()):
-                old.unlink()
-    paths = []
+    if out_dir.exists() and any(out_dir.iterdir()) and not marker.is_file():
+        raise UserError("the output directory is not empty and was not written by `servekit manifests`",
+                        path="-o", given=str(out_dir))
+    # Render everything before touching the directory, so only a filesystem error can interrupt
+    # the swap of old files for new ones.
+    rendered: list[tuple[Path, str]] = []
     seen: set[Path] = set()
+    for i, obj in enumerate(extracted.objects):
+        rel = object_path(obj)
+        if rel in seen:
+            raise ValueError(f"two objects map to {rel}")
+        seen.add(rel)
+        comments = [header] if header else []
+        comments += extracted.notes.get(i, [])
+        text = "".join(f"# {c}\n" for c in comments)
+        text += yaml.safe_dump(dict(obj), sort_keys=False, default_flow_style=False)
+        rendered.append((out_dir / rel, text))
+    paths = []
     try:
-        for i, obj in enumerate(extracted.objects):
-            rel = object_path(obj)
-            if rel in seen:
-                raise ValueError(f"two objects map to {rel}")
-            seen.add(rel)
-            path = out_dir / rel
+        if marker.is_file():
+            for listed in marker.read_text(encoding="utf-8").split():
+                old = out_dir / listed
+                if old.is_file() and old.resolve().is_relative_to(out_dir.resolve()):
+                    old.unlink()
+        for path, text in rendered:
             path.parent.mkdir(parents=True, exist_ok=True)
-            comments = [header] if header else []
-            comments += extracted.notes.get(i, [])
-            text = "".join(f"# {c}\n" for c in comments)
-            text += yaml.safe_dump(dict(obj), sort_keys=False, default_flow_style=False)
             path.write_text(text, encoding="utf-8")
             paths.append(path)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from typing import Any
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
@@ -59,16 +60,27 @@ CEILING_CONFIG: Schema = {
 }
 
 
-def _gpu_ceiling(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != aws.NODE_GROUP:
-        return
-    ceiling = int(settings(args, CEILING_CONFIG)["maxGpusPerNodeGroup"])
+def _gpu_node_group(
+    args: ResourceValidationArgs, report: ReportViolation,
+) -> tuple[Findings, list[str], dict[str, Any]] | None:
+    """(findings, instance types, effective tags) of a GPU node group; None (checked, nothing to say) otherwise."""
     f = Findings(report)
     types = aws.instance_types(args.props, f)
     tags = aws.effective_tags(args.props, args.provider, f)
     if not aws.is_gpu_node_group(args.props, tags, types):
         f.done()
+        return None
+    return f, types, tags
+
+
+def _gpu_ceiling(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != aws.NODE_GROUP:
         return
+    ceiling = int(settings(args, CEILING_CONFIG)["maxGpusPerNodeGroup"])
+    group = _gpu_node_group(args, report)
+    if group is None:
+        return
+    f, types, _ = group
     unknown_types = [t for t in types if t not in aws.GPUS_PER_INSTANCE]
     if unknown_types:
         f.violation(f"GPU count per node is not known for {', '.join(unknown_types)}; add it to "
@@ -104,12 +116,10 @@ def _cost_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != aws.NODE_GROUP:
         return
     allowed = list(settings(args, COST_TAGS_CONFIG)["allowedPurchaseOptions"])
-    f = Findings(report)
-    types = aws.instance_types(args.props, f)
-    tags = aws.effective_tags(args.props, args.provider, f)
-    if not aws.is_gpu_node_group(args.props, tags, types):
-        f.done()
+    group = _gpu_node_group(args, report)
+    if group is None:
         return
+    f, _, tags = group
     for key in (aws.GPU_TAG, aws.COST_TAG, aws.PURCHASE_TAG):
         value = tags.get(key)
         if isinstance(value, Unknown):

@@ -528,12 +528,17 @@ def _evaluate(
     return Candidate(feasible=True, reason="fits", **base, **more)
 
 
-def candidates(dep: ModelDeployment, catalog: Catalog, where: str = "") -> list[Candidate]:
-    """Every (instance type, TP) pair the deployment allows, evaluated."""
+def candidates(
+    dep: ModelDeployment, catalog: Catalog, where: str = "", shape: TokenShape | None = None,
+) -> list[Candidate]:
+    """Every (instance type, TP) pair the deployment allows, evaluated.
+
+    ``shape``: the requests' token shape when it is not the SLA's workload profile (``servekit tco``).
+    """
     model = catalog.model(dep.model)
     _check_request(model, dep, catalog, where)
     ctx = resolve_context(model, dep, where)
-    shape = profile(dep.sla.workload)
+    shape = shape or profile(dep.sla.workload)
     out: list[Candidate] = []
     for inst in catalog.instances.values():
         if dep.instance_type and inst.type != dep.instance_type:
@@ -558,10 +563,12 @@ def _rank(c: Candidate) -> tuple[float, float, int]:
     return (c.hourly_usd if c.hourly_usd is not None else math.inf, lat, c.tensor_parallel_size)
 
 
-def place(dep: ModelDeployment, catalog: Catalog, where: str = "") -> Placement:
+def place(
+    dep: ModelDeployment, catalog: Catalog, where: str = "", shape: TokenShape | None = None,
+) -> Placement:
     """Choose the cheapest (whole-node on-demand $/h) candidate that meets memory, TP and the SLA."""
     model = catalog.model(dep.model)
-    cands = candidates(dep, catalog, where)
+    cands = candidates(dep, catalog, where, shape)
     feasible = sorted((c for c in cands if c.feasible), key=_rank)
     if not feasible:
         raise NoPlacement(dep, cands)

@@ -32,11 +32,7 @@ from servekit.sizing import (
     DEFAULT_MAX_CONTEXT,
     Candidate,
     Placement,
-    default_batch_tokens,
-    estimate_latency,
-    max_sequences,
     place,
-    resolve_context,
 )
 from servekit.spec import (
     DeploymentSpec,
@@ -200,37 +196,25 @@ class _Sizer:
                     "workload": req.workload},
         })
         self.shape = request_shape(req)
-        self.ctx = resolve_context(self.model, self.dep)
         self.rows: list[SelfHostCandidate] = []
         self.usable: list[SelfHostCandidate] = []
         self._cost: dict[tuple[str, int, int], tuple[float, Placement, float]] = {}
-        for c in candidates(self.dep, catalog):
+        for c in candidates(self.dep, catalog, shape=self.shape):
             row = self._at_shape(c)
             self.rows.append(row)
             if row.feasible:
                 self.usable.append(row)
 
     def _at_shape(self, c: Candidate) -> SelfHostCandidate:
+        """The sizing engine's verdict at the request's shape, plus the volume one replica carries."""
         base = {"instance_type": c.instance_type, "gpu_type": c.gpu_type,
                 "tensor_parallel_size": c.tensor_parallel_size}
-        if not c.feasible or c.memory is None:
-            return SelfHostCandidate(feasible=False, reason=c.reason, **base)
-        gpu = self.catalog.gpus[c.gpu_type]
-        tp, batch = c.tensor_parallel_size, self.req.concurrency
-        seq = int(min(self.ctx, self.shape.prompt_mean_tokens + self.shape.output_tokens))
-        fits = max_sequences(self.model, c.memory, self.req.kv_cache_dtype, tp, seq)
-        if fits < batch:
-            return SelfHostCandidate(feasible=False, reason=f"KV cache holds {fits} sequences of {seq} tokens, "
-                                     f"SLA batch is {batch}", **base)
-        lat = estimate_latency(self.model, gpu, self.req.quantization, self.req.kv_cache_dtype, tp, batch,
-                               self.shape, max(default_batch_tokens(gpu), batch), self.ctx)
-        more = {"mean_seconds": lat.mean_e2e_seconds, "p95_seconds": lat.p95_e2e_seconds}
-        if lat.p95_e2e_seconds > self.req.p95_seconds:
-            return SelfHostCandidate(feasible=False, reason=f"predicted p95 {lat.p95_e2e_seconds:.1f} s at "
-                                     f"{self.req.input_tokens:,.0f}/{self.req.output_tokens} tokens > SLA "
-                                     f"{self.req.p95_seconds:g} s", **base, **more)
+        more = {"mean_seconds": c.latency.mean_e2e_seconds, "p95_seconds": c.latency.p95_e2e_seconds} \
+            if c.latency else {}
+        if not c.feasible or c.latency is None:
+            return SelfHostCandidate(feasible=False, reason=c.reason, **base, **more)
         # Little's law at the peak: concurrency = rate x duration; one replica holds `batch` of it.
-        per_replica = batch / (self.req.peak_to_average * lat.mean_e2e_seconds) * 86400
+        per_replica = self.req.concurrency / (self.req.peak_to_average * c.latency.mean_e2e_seconds) * 86400
         return SelfHostCandidate(feasible=True, reason="fits", requests_per_day_per_replica=per_replica,
                                  **base, **more)
 
@@ -244,7 +228,7 @@ class _Sizer:
         if key not in self._cost:
             dep = self.dep.model_copy(update={"replicas": replicas, "instance_type": c.instance_type,
                                               "tensor_parallel_size": c.tensor_parallel_size})
-            placement = place(dep, self.catalog)
+            placement = place(dep, self.catalog, shape=self.shape)
             spec = _spec(self.req, dep)
             sc = stack_cost(spec, [placement], catalog=self.catalog)
             gpu = sum(line.monthly_usd for line in sc.lines if line.kind == "node-group")

@@ -56,6 +56,16 @@ SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 
 InvokeHandler = Callable[[Mapping[str, Any], str], dict[str, Any]]
+
+
+class UnansweredInvoke(NotImplementedError):
+    """The program called a data source the offline engine has no realistic answer for.
+
+    Failing loudly beats answering ``{}``: Pulumi's mocks would hand the program empty values and
+    the plan would silently describe something ``pulumi up`` never creates.
+    """
+
+
 _EXTRA_INVOKES: dict[str, InvokeHandler] = {}
 
 
@@ -288,7 +298,7 @@ class RecordingMocks(Mocks):
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             doc = policy_document(a)
             return {"json": doc, "minifiedJson": json.dumps(json.loads(doc), separators=(",", ":")), "id": _h(doc)}
-        raise NotImplementedError(
+        raise UnansweredInvoke(
             f"the offline engine has no answer for invoke {token}; register one with "
             "servekit.offline.register_invoke(token, handler)")
 

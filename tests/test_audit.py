@@ -19,14 +19,10 @@ import dataclasses
 import functools
 import importlib.metadata
 import json
-import selectors
-import subprocess
-import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import yaml
 from google.protobuf import json_format, struct_pb2
@@ -417,35 +413,6 @@ def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     json_format.ParseDict(copy.deepcopy(dict(values)), s)
     return s
-
-
-@pytest.fixture(scope="module")
-def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
-    """``python policies``, as the Pulumi CLI starts a Python pack: it prints its port and serves gRPC."""
-    proc = subprocess.Popen([sys.executable, "-u", str(PACK_DIR)], cwd=PACK_DIR.parent,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    channel: grpc.Channel | None = None
-    try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            assert sel.select(timeout=60), "the pack did not print its port within 60 s"
-        port = proc.stdout.readline().strip()
-        assert port.isdigit(), port
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=30)
-        yield analyzer_pb2_grpc.AnalyzerStub(channel)
-    finally:
-        if channel is not None:
-            channel.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 def _request_parts(r: EngineResource, by_urn: Mapping[str, EngineResource], props: Mapping[str, Any]) -> dict[str, Any]:

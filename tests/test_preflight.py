@@ -11,7 +11,6 @@ reference (p4de.24xlarge has 96 vCPUs, g6.xlarge 4, m7i.large 2) in the comments
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import boto3
 import pytest
 import yaml
 from botocore.stub import Stubber
-from moto.server import ThreadedMotoServer
 
 from servekit.cli import app
 from servekit.cli import preflight as cli_preflight
@@ -49,17 +47,6 @@ TODAY = date(2026, 11, 27)
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

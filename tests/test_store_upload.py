@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from components.model_store import bucket_name
 from servekit.cli import app
@@ -17,17 +15,6 @@ from servekit.cli._common import run_app
 ACCOUNT = "123456789012"  # moto's default account
 BUCKET = bucket_name("regulated", ACCOUNT, "us-east-1")
 PREFIX = "models/Qwen/Qwen2.5-32B-Instruct/main"  # the regulated stack's `notes` model, bf16, revision main
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -8,15 +8,10 @@ including the engine's own handling of a value that is unknown during preview.
 
 from __future__ import annotations
 
-import selectors
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from copy import deepcopy
-from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from fixtures import GOOD, PROVIDERS, Res, Stack, urn
 from google.protobuf import empty_pb2, json_format, struct_pb2
@@ -27,7 +22,6 @@ from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE
 
 from policies.rules import ALL_POLICIES, load_pack_config, resolve
 
-PACK_DIR = Path(__file__).resolve().parents[2] / "policies"
 LEVEL = {EnforcementLevel.ADVISORY: pb.ADVISORY, EnforcementLevel.MANDATORY: pb.MANDATORY,
          EnforcementLevel.DISABLED: pb.DISABLED, EnforcementLevel.REMEDIATE: pb.REMEDIATE}
 
@@ -36,37 +30,6 @@ def _struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     json_format.ParseDict(dict(values), s)
     return s
-
-
-@pytest.fixture(scope="module")
-def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
-    proc = subprocess.Popen([sys.executable, "-u", str(PACK_DIR)], cwd=PACK_DIR.parent,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    channel: grpc.Channel | None = None
-    try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout=60):
-                raise AssertionError("the policy pack did not print its port within 60 s")
-        line = proc.stdout.readline().strip()
-        if not line.isdigit():
-            proc.kill()
-            raise AssertionError(f"expected a port, got {line!r}; stderr: {proc.stderr.read()}")
-        channel = grpc.insecure_channel(f"127.0.0.1:{line}")
-        grpc.channel_ready_future(channel).result(timeout=30)
-        yield analyzer_pb2_grpc.AnalyzerStub(channel)
-    finally:
-        if channel is not None:
-            channel.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
 
 
 def configure(stub: analyzer_pb2_grpc.AnalyzerStub, stack: str) -> None:

@@ -28,6 +28,7 @@ import pulumi_kubernetes as k8s
 
 from components._common import assume_role_policy, child, kms_key_policy, node_launch_template, with_tags
 from servekit.spec import ClusterSpec, NodeOs
+from servekit.topology import SYSTEM_NODES
 
 # Add-on versions per Kubernetes version ("latest version of the Amazon EKS add-on type" tables).
 # kube-proxy and coredns: EKS User Guide, managing-kube-proxy / managing-coredns (read 2026-11-27);
@@ -46,7 +47,6 @@ ADDON_VERSIONS: dict[str, dict[str, str]] = {
              "aws-ebs-csi-driver": "v1.63.1-eksbuild.1"},
 }
 CONTROL_PLANE_LOGS = ("api", "audit", "authenticator")
-SYSTEM_NODES = (2, 2, 3)  # min, desired, max: two for CoreDNS / controller replicas in different AZs
 SYSTEM_VOLUME_GIB = 50
 SYSTEM_AMI = {NodeOs.AL2023: "AL2023_x86_64_STANDARD", NodeOs.BOTTLEROCKET: "BOTTLEROCKET_x86_64"}
 SYSTEM_NODE_SELECTOR = {"servekit.io/pool": "system"}  # where controllers (KEDA, operators) should run

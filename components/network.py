@@ -27,20 +27,12 @@ import pulumi_aws as aws
 from components._common import child, kms_key_policy, with_tags
 from servekit.errors import UserError
 from servekit.spec import Egress, NetworkSpec
+from servekit.topology import INTERFACE_ENDPOINTS
 
 # AWS keeps 5 addresses of every subnet (network, router, DNS, future, broadcast).
 AWS_RESERVED_PER_SUBNET = 5
 # Kubernetes service CIDRs EKS would choose from; must not overlap the VPC.
 SERVICE_CIDRS = ("172.20.0.0/16", "10.100.0.0/16")
-# Interface endpoints (private DNS) nodes and the kit's add-ons need when there is no internet egress:
-# image pulls (ECR API + registry; layers come through the S3 gateway endpoint), credentials (STS, EKS
-# Pod Identity's eks-auth), the VPC CNI and EBS CSI (EC2), node bootstrap (EKS), logs and metrics
-# (CloudWatch Logs / Monitoring), node access without SSH (SSM, SSM messages, EC2 messages), KMS for
-# encrypted volumes and keys, and Auto Scaling for node-group scaling.
-INTERFACE_ENDPOINTS = (
-    "ecr.api", "ecr.dkr", "sts", "eks", "eks-auth", "ec2", "logs", "monitoring",
-    "ssm", "ssmmessages", "ec2messages", "kms", "autoscaling",
-)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from servekit.offerings import usable_zones
 from servekit.regions import availability_zones
 from servekit.sizing import Placement
 from servekit.spec import DataClassification, DeploymentSpec, Egress, NodeOs
+from servekit.topology import SYSTEM_NODES
 
 # Modules whose ``attach(ctx)`` runs after the AWS side, in this order (later ones see earlier outputs).
 EXTENSION_MODULES: tuple[str, ...] = (
@@ -54,7 +55,6 @@ VLLM_PORT = 8000  # vLLM's OpenAI server default
 # Pod-address demand per node: the VPC CNI (no prefix delegation) fills an ENI per (IPv4 per ENI - 1)
 # pods and keeps one more ENI warm; pods per node are capped at 110 for the estimate.
 POD_CAP = 110
-SYSTEM_MAX_NODES = 3
 LOG_RETENTION_DAYS = {"dev": 30, "staging": 90, "prod": 365}
 
 
@@ -103,7 +103,7 @@ def plan_platform(
     demand = dict.fromkeys(zones, 0)
     detail: dict[str, list[str]] = {z: [] for z in zones}
     for z in system_zones:  # every pool could end up entirely in one zone: count its maximum there
-        demand[z] += SYSTEM_MAX_NODES * node_addresses(spec.cluster.system_instance_type)
+        demand[z] += SYSTEM_NODES[2] * node_addresses(spec.cluster.system_instance_type)
     for pool in pools:
         per_node = max(node_addresses(t) for t in pool.instance_types)
         for z in pool.zones:

@@ -33,6 +33,7 @@ from servekit.spec import (
     PurchaseOption,
     Source,
 )
+from servekit.topology import INTERFACE_ENDPOINTS, SYSTEM_NODES
 from servekit.workloads import profile
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -107,8 +108,6 @@ class FixedPrices(Frozen):
 
 
 class Assumptions(Frozen):
-    interface_endpoints: Figure
-    system_nodes: Figure
     nat_gb_per_node_month: Figure
     logs_gb_per_node_month: Figure
     flow_logs_gb_per_node_month: Figure
@@ -510,7 +509,7 @@ def fixed_lines(spec: DeploymentSpec, placements: list[Placement], prices: AwsPr
 
     add("EKS control plane", fx.eks_control_plane_usd_per_hour.value * h,
         f"1 cluster x {_fig(fx.eks_control_plane_usd_per_hour, '/h')} x {h:g} h (standard support)")
-    sys_nodes = int(a.system_nodes.value)
+    sys_nodes = SYSTEM_NODES[1]  # the system node group's desired size
     sys_type = spec.cluster.system_instance_type
     sys_price = p.system_instances.get(sys_type)
     if sys_price is None:
@@ -520,7 +519,7 @@ def fixed_lines(spec: DeploymentSpec, placements: list[Placement], prices: AwsPr
     lines.append(CostLine(
         item=f"System nodes ({sys_nodes} x {sys_type})", kind="fixed", uncertain=True,
         monthly_usd=sys_nodes * sys_price.value * factor.value * h,
-        basis=f"{sys_nodes} nodes (assumed{a.system_nodes.flag}) x {_fig(sys_price, '/h')}"
+        basis=f"{sys_nodes} nodes (the system node group's desired size) x {_fig(sys_price, '/h')}"
               + (f" x {factor.value:g} {spec.region} factor{factor.flag}" if factor.value != 1 else "") + f" x {h:g} h",
     ))
     if spec.network.egress is Egress.NAT:
@@ -536,9 +535,9 @@ def fixed_lines(spec: DeploymentSpec, placements: list[Placement], prices: AwsPr
             f"{a.nat_gb_per_node_month.value:g} GB images/updates (assumed) + {hf_gb:,.0f} GB of hf weights "
             "(one download per node per month, assumed)")
     else:
-        n = int(a.interface_endpoints.value)
+        n = len(INTERFACE_ENDPOINTS)
         add(f"Interface endpoints ({n} x {azs} AZs)", n * azs * fx.interface_endpoint_usd_per_hour_per_az.value * h,
-            f"{n} endpoints ({a.interface_endpoints.note}) x {azs} AZs x "
+            f"{n} endpoints ({', '.join(INTERFACE_ENDPOINTS)}) x {azs} AZs x "
             f"{_fig(fx.interface_endpoint_usd_per_hour_per_az, '/h')} x {h:g} h")
         gb = gpu_nodes * a.nat_gb_per_node_month.value
         add("Interface endpoint data", gb * fx.interface_endpoint_usd_per_gb.value,

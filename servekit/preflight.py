@@ -44,6 +44,7 @@ from servekit.errors import EnvironmentMissing
 from servekit.regions import availability_zones
 from servekit.sizing import Placement
 from servekit.spec import DeploymentSpec, Frozen, PurchaseOption
+from servekit.topology import SYSTEM_NODES
 
 Status = Literal["pass", "fail", "warn", "skip"]
 
@@ -56,7 +57,7 @@ QUOTAS: dict[tuple[str, bool], tuple[str, str]] = {
     ("p", True): ("L-7212CCBC", "All P Spot Instance Requests"),
     ("standard", True): ("L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests"),
 }
-SYSTEM_NODES_MAX = 3  # the system node group can scale to 3 (components/cluster.py SYSTEM_NODES; tested)
+SYSTEM_NODES_MAX = SYSTEM_NODES[2]  # what the system node group can scale to
 DEFAULT_WINDOW_DAYS = 30  # an ODCR must outlast this when the stack has no end date
 USABLE_RESERVATION_STATES = {"active"}
 USABLE_BLOCK_STATES = {"active", "scheduled", "payment-pending"}

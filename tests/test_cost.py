@@ -276,9 +276,14 @@ def test_nat_gateways_per_az_outside_dev() -> None:
 
 def test_interface_endpoint_count_matches_the_network_component() -> None:
     network = pytest.importorskip("components.network")
-    assert aws_prices().assumptions.interface_endpoints.value == len(network.INTERFACE_ENDPOINTS)
+    spec, placements = _spec_and_placements([{**SMALL, "source": "s3"}], environment="prod", az_count=3,
+                                            egress="none")
+    items = [line.item for line in stack_cost(spec, placements).lines]
+    assert f"Interface endpoints ({len(network.INTERFACE_ENDPOINTS)} x 3 AZs)" in items
 
 
 def test_system_node_count_matches_the_cluster_component() -> None:
     cluster = pytest.importorskip("components.cluster")
-    assert aws_prices().assumptions.system_nodes.value == cluster.SYSTEM_NODES[1]  # desired size
+    spec, placements = _spec_and_placements([SMALL])
+    items = [line.item for line in stack_cost(spec, placements).lines]
+    assert f"System nodes ({cluster.SYSTEM_NODES[1]} x m7i.large)" in items  # desired size

@@ -19,8 +19,9 @@ from typing import Any
 import pulumi
 import pulumi.runtime
 
-from components.platform import VLLM_PORT, Platform, PlatformArgs, plan_platform
+from components.platform import Platform, PlatformArgs, plan_platform
 from servekit.catalog import default_catalog
+from servekit.engine_args import VLLM_PORT
 from servekit.errors import UserError
 from servekit.stackfile import PROJECT, SECRET_KEYS, place_all, spec_from_config
 

@@ -51,7 +51,6 @@ EXTENSION_MODULES: tuple[str, ...] = (
     "components.sla_gate",  # slaGate: a Locust Job per model after each deploy; fails `pulumi up` unless PASS
 )
 
-VLLM_PORT = 8000  # vLLM's OpenAI server default
 # Pod-address demand per node: the VPC CNI (no prefix delegation) fills an ENI per (IPv4 per ENI - 1)
 # pods and keeps one more ENI warm; pods per node are capped at 110 for the estimate.
 POD_CAP = 110

@@ -79,14 +79,13 @@ from servekit import adapter_fetch
 from servekit.catalog import Catalog, default_catalog
 from servekit.engine_args import VLLM_PORT, engine_args
 from servekit.errors import UserError
-from servekit.sizing import Placement
+from servekit.sizing import GIB, Placement
 from servekit.spec import DeploymentSpec, Egress, InstanceSpec, ModelDeployment, ModelSource, ModelSpec
 from servekit.vllm_flags import VLLM_IMAGE, VLLM_VERSION
 
 if TYPE_CHECKING:
     from components.platform import PlatformContext
 
-GIB = 1024**3
 LOAD_GBPS = {ModelSource.HF: 0.25, ModelSource.S3: 1.0}  # GB/s per pod, assumed (module docstring)
 NETWORK_USABLE = 0.8  # share of the instance's line rate one download can use
 ENGINE_INIT_SECONDS = 600

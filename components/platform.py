@@ -39,7 +39,7 @@ from components.network import INTERFACE_ENDPOINTS, Network, NetworkArgs, Subnet
 from servekit.catalog import Catalog, default_catalog
 from servekit.offerings import network as instance_network
 from servekit.offerings import usable_zones
-from servekit.regions import availability_zones
+from servekit.regions import vpc_zones
 from servekit.sizing import Placement
 from servekit.spec import DataClassification, DeploymentSpec, Egress, NodeOs
 from servekit.topology import SYSTEM_NODES
@@ -93,7 +93,7 @@ def plan_platform(
 ) -> PlatformPlan:
     """Zones, subnets, pools and checks; raises UserError (exit 2) on anything that cannot be built."""
     catalog = catalog or default_catalog()
-    zones = tuple(availability_zones(spec.region)[: spec.network.az_count])
+    zones = tuple(vpc_zones(spec.region, spec.network.az_count))
     subnets = plan_subnets(spec.network, zones, file=file)
     system_zones = tuple(usable_zones(spec.cluster.system_instance_type, spec.region, zones,
                                       where="config.servekit:cluster.systemInstanceType", file=file))

@@ -41,7 +41,7 @@ from botocore.config import Config
 from servekit.catalog import Catalog, default_catalog
 from servekit.cost import on_demand_floor_nodes, on_demand_rate
 from servekit.errors import EnvironmentMissing
-from servekit.regions import availability_zones
+from servekit.regions import vpc_zones
 from servekit.sizing import Placement
 from servekit.spec import DeploymentSpec, Frozen, PurchaseOption
 from servekit.topology import SYSTEM_NODES
@@ -222,7 +222,7 @@ def check_region(ec2: Any, region: str) -> Check:
 
 
 def check_offerings(ec2: Any, spec: DeploymentSpec, placements: list[Placement]) -> list[Check]:
-    zones = availability_zones(spec.region)[: spec.network.az_count]
+    zones = vpc_zones(spec.region, spec.network.az_count)
     deps = {d.name: d for d in spec.models}
     out: list[Check] = []
     for p in placements:
@@ -357,7 +357,7 @@ def check_capacity_block_offerings(ec2: Any, spec: DeploymentSpec, placements: l
                                    catalog: Catalog | None = None) -> list[Check]:
     """Offerings for ``hours`` for every model placed on a Capacity-Block-eligible type."""
     cat = catalog or default_catalog()
-    zones = set(availability_zones(spec.region)[: spec.network.az_count])
+    zones = set(vpc_zones(spec.region, spec.network.az_count))
     out: list[Check] = []
     for p in placements:
         if not cat.instances[p.instance_type].capacity_block:

@@ -28,3 +28,8 @@ def availability_zones(region: str) -> list[str]:
     except KeyError:
         raise UserError("region not supported by servekit's catalog", path="aws:region", given=region,
                         allowed=", ".join(known_regions())) from None
+
+
+def vpc_zones(region: str, az_count: int) -> list[str]:
+    """The AZs a stack's VPC spans: the region's first ``az_count`` (network.azCount)."""
+    return availability_zones(region)[:az_count]

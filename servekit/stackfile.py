@@ -24,7 +24,7 @@ from servekit.catalog import REPO_ROOT, Catalog, default_catalog, read_yaml
 from servekit.cost import check_purchase
 from servekit.engine_args import engine_args
 from servekit.errors import UserError, from_validation_error
-from servekit.regions import availability_zones
+from servekit.regions import availability_zones, vpc_zones
 from servekit.sizing import NoPlacement, Placement, place
 from servekit.spec import DeploymentSpec
 
@@ -158,7 +158,7 @@ def place_all(spec: DeploymentSpec, catalog: Catalog, *, file: str | Path) -> li
 
 def _check_reservations(spec: DeploymentSpec, placements: list[Placement], file: str | Path) -> None:
     """A reservation's AZ must be one the VPC spans (the first az_count AZs of the region)."""
-    zones = availability_zones(spec.region)[: spec.network.az_count]
+    zones = vpc_zones(spec.region, spec.network.az_count)
     for i, dep in enumerate(spec.models):
         az = dep.purchase.availability_zone
         if az is not None and az not in zones:
